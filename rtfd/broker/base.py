@@ -1,0 +1,66 @@
+"""The broker interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic as the broker reports it."""
+
+    name: str
+    partitions: int
+    messages: int  # sum over partitions of (high watermark - low watermark)
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What ``rtfd broker status`` and the TUI show about a broker."""
+
+    backend: str
+    bootstrap_servers: str
+    running: bool
+    detail: str = ""
+    pid: int | None = None
+    topics: tuple[TopicInfo, ...] = field(default_factory=tuple)
+
+
+class Broker(ABC):
+    """A Kafka-protocol broker rtfd can start, stop and ask about."""
+
+    name: str = "broker"
+
+    @property
+    @abstractmethod
+    def bootstrap_servers(self) -> str:
+        """host:port list clients connect to."""
+
+    @abstractmethod
+    def start(self, *, detach: bool = False) -> None:
+        """Start the broker (or adopt one already running) and wait until it answers.
+
+        ``detach`` leaves it running after this process exits (``rtfd broker up``); otherwise it
+        is tied to this process and dies with it, even on kill -9.
+        """
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the broker if this backend manages it; idempotent."""
+
+    @abstractmethod
+    def is_running(self) -> bool:
+        """True when the broker answers a metadata request."""
+
+    def status(self) -> BrokerStatus:
+        """Backend, address, liveness and topics."""
+        from rtfd.broker.admin import describe_topics
+
+        running = self.is_running()
+        topics = describe_topics(self.client_config()) if running else ()
+        return BrokerStatus(self.name, self.bootstrap_servers, running, topics=tuple(topics))
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka settings to reach this broker (bootstrap plus pass-through security)."""
+        return {"bootstrap.servers": self.bootstrap_servers}

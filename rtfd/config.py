@@ -1,0 +1,424 @@
+"""One typed Settings object for the whole appliance.
+
+Precedence, lowest to highest: defaults < TOML file < ``RTFD_*`` environment variables < CLI flags.
+
+* The TOML file lives at ``<user config dir>/config.toml`` (``RTFD_CONFIG`` or ``--config`` point
+  elsewhere). Keys may be flat (``broker_port = 9092``) or grouped by their prefix
+  (``[broker]`` / ``port = 9092``).
+* Every setting ``x_y`` is read from the environment variable ``RTFD_X_Y``.
+* Kafka client properties (``security.protocol``, ``sasl.password`` ...) come from a ``[client]``
+  table or from ``RTFD_CLIENT_<KEY>`` variables (``_`` becomes ``.``); they are passed through to
+  librdkafka and Spark and never written to logs (see :meth:`Settings.redacted`).
+
+All paths come from platformdirs; ``RTFD_HOME`` replaces the data root (and then logs live under
+it too, so one directory holds a whole isolated appliance). Nothing here creates a directory at
+import time: :meth:`Settings.ensure_dirs` does that when a command needs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import platformdirs
+
+from rtfd.errors import ConfigError
+
+APP_NAME = "rtfd"
+ENV_PREFIX = "RTFD_"
+CLIENT_ENV_PREFIX = "RTFD_CLIENT_"
+SECRET_MARKERS = ("password", "secret", "token", "key", "credential")
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return {"min": lo, "max": hi}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of rtfd. Field metadata carries validation rules and the one-line doc."""
+
+    # --- paths -------------------------------------------------------------------------------
+    home: Path | None = field(
+        default=None, metadata={"doc": "Data root (default: the platform's user data dir)."}
+    )
+    cache_dir: Path | None = field(
+        default=None, metadata={"doc": "Cache for downloaded jars (default: user cache dir)."}
+    )
+    log_dir: Path | None = field(
+        default=None, metadata={"doc": "Log directory (default: user log dir, or <home>/logs)."}
+    )
+    log_level: str = field(
+        default="INFO", metadata={"doc": "Log level.", **_choices("DEBUG", "INFO", "WARNING", "ERROR")}
+    )
+
+    # --- broker ------------------------------------------------------------------------------
+    broker_backend: str = field(
+        default="auto",
+        metadata={"doc": "auto, redpanda, kafka or external.", **_choices("auto", "redpanda", "kafka", "external")},
+    )
+    broker_bootstrap_servers: str = field(
+        default="", metadata={"doc": "host:port list; required for the external backend."}
+    )
+    broker_port: int = field(
+        default=9092, metadata={"doc": "Client port of the local broker (127.0.0.1).", **_range(1, 65535)}
+    )
+    broker_controller_port: int = field(
+        default=9093, metadata={"doc": "KRaft controller port of the embedded Kafka.", **_range(1, 65535)}
+    )
+    broker_kafka_version: str = field(
+        default="4.1.1", metadata={"doc": "Apache Kafka version of the embedded broker."}
+    )
+    broker_heap_mb: int = field(
+        default=512, metadata={"doc": "JVM heap of the embedded broker (MB).", **_range(128, 65536)}
+    )
+    broker_start_timeout_s: float = field(
+        default=90.0, metadata={"doc": "How long to wait for the broker to answer.", **_range(1, 3600)}
+    )
+    broker_redpanda_image: str = field(
+        default="docker.redpanda.com/redpandadata/redpanda:v24.2.7",
+        metadata={"doc": "Pinned Redpanda image for the redpanda backend."},
+    )
+    topic_partitions: int = field(
+        default=3, metadata={"doc": "Partitions of the transactions topic.", **_range(1, 1024)}
+    )
+    topic_retention_hours: float = field(
+        default=168.0, metadata={"doc": "Retention of every rtfd topic (hours).", **_range(0.1, 87600)}
+    )
+
+    # --- generator ---------------------------------------------------------------------------
+    generator_rate: float = field(
+        default=200.0, metadata={"doc": "Transactions per second in live mode.", **_range(0, 1_000_000)}
+    )
+    generator_users: int = field(
+        default=10_000, metadata={"doc": "Simulated users.", **_range(1, 10_000_000)}
+    )
+    generator_merchants: int = field(
+        default=2_000, metadata={"doc": "Simulated merchants.", **_range(1, 1_000_000)}
+    )
+    generator_fraud_rate: float = field(
+        default=0.01, metadata={"doc": "Overall share of fraudulent transactions.", **_range(0, 0.5)}
+    )
+    generator_seed: int = field(default=42, metadata={"doc": "Random seed of the simulator."})
+    generator_label_delay_s: float = field(
+        default=60.0,
+        metadata={"doc": "Mean delay before a fraud label is reported (live mode, seconds).", **_range(0, 10**8)},
+    )
+
+    # --- stream ------------------------------------------------------------------------------
+    spark_master: str = field(default="local[*]", metadata={"doc": "Spark master URL."})
+    spark_shuffle_partitions: int = field(
+        default=2, metadata={"doc": "spark.sql.shuffle.partitions.", **_range(1, 10_000)}
+    )
+    spark_ui: bool = field(default=False, metadata={"doc": "Enable the Spark UI (127.0.0.1)."})
+    spark_conf: dict[str, str] = field(
+        default_factory=dict, metadata={"doc": "Extra spark.* settings (TOML table [spark_conf])."}
+    )
+    stream_trigger_s: float = field(
+        default=1.0, metadata={"doc": "Micro-batch trigger interval (seconds).", **_range(0, 3600)}
+    )
+    stream_max_offsets_per_trigger: int = field(
+        default=200_000, metadata={"doc": "Admission limit per micro-batch.", **_range(1, 10**9)}
+    )
+    stream_state_buckets: int = field(
+        default=16, metadata={"doc": "User buckets of the stateful operator.", **_range(1, 4096)}
+    )
+    stream_state_ttl_hours: float = field(
+        default=24.0 * 8, metadata={"doc": "Idle users are evicted from state after this.", **_range(0.01, 10**5)}
+    )
+    stream_max_future_s: float = field(
+        default=300.0, metadata={"doc": "Timestamps further in the future go to the DLQ.", **_range(0, 10**9)}
+    )
+    stream_max_amount: float = field(
+        default=1_000_000.0, metadata={"doc": "Amounts above this go to the DLQ.", **_range(1, 10**15)}
+    )
+
+    # --- models ------------------------------------------------------------------------------
+    model_mode: str = field(
+        default="supervised", metadata={"doc": "Training mode.", **_choices("supervised", "unsupervised")}
+    )
+    model_algo: str = field(
+        default="xgboost", metadata={"doc": "Training algorithm.", **_choices("xgboost", "logreg", "iforest")}
+    )
+    model_threshold_rule: str = field(
+        default="f1",
+        metadata={"doc": "Threshold rule: f1, precision, budget.", **_choices("f1", "precision", "budget")},
+    )
+    model_target_precision: float = field(
+        default=0.9, metadata={"doc": "Target precision for the precision rule.", **_range(0, 1)}
+    )
+    model_alert_budget: float = field(
+        default=5.0, metadata={"doc": "Alerts per 1,000 transactions for the budget rule.", **_range(0, 1000)}
+    )
+    label_maturity_days: float = field(
+        default=7.0, metadata={"doc": "A transaction without a label after this is legitimate.", **_range(0, 3650)}
+    )
+
+    # --- query -------------------------------------------------------------------------------
+    query_row_cap: int = field(
+        default=10_000, metadata={"doc": "Rows returned by the DuckDB panel.", **_range(1, 10**7)}
+    )
+
+    # --- client properties (secrets live here) -------------------------------------------------
+    client: dict[str, str] = field(
+        default_factory=dict,
+        metadata={"doc": "librdkafka/Spark Kafka client properties ([client] table, RTFD_CLIENT_*)."},
+    )
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        """The data root: ``RTFD_HOME`` or the platform's user data dir."""
+        return Path(self.home) if self.home else Path(platformdirs.user_data_dir(APP_NAME))
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else Path(platformdirs.user_cache_dir(APP_NAME))
+
+    @property
+    def log_root(self) -> Path:
+        if self.log_dir:
+            return Path(self.log_dir)
+        if self.home:
+            return Path(self.home) / "logs"
+        return Path(platformdirs.user_log_dir(APP_NAME))
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_root / "rtfd.log"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def jars_dir(self) -> Path:
+        return self.cache_root / "jars"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def enriched_dir(self) -> Path:
+        return self.data_dir / "enriched_transactions"
+
+    @property
+    def labels_dir(self) -> Path:
+        return self.data_dir / "labels"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and locks of running components."""
+        return self.data_dir / "run"
+
+    def ensure_dirs(self) -> None:
+        """Create the data, cache and log directories (never done at import time)."""
+        for d in (self.data_dir, self.cache_root, self.log_root, self.run_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict with every secret-looking value replaced, safe to log."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                value = {k: ("***" if _is_secret(k) else v) for k, v in value.items()}
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"Settings({items})"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka settings: bootstrap servers resolved by the broker layer plus pass-through."""
+        return dict(self.client)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some settings changed and validated, as CLI flags do."""
+        return _validated(dataclasses.replace(self, **changes), {k: "argument" for k in changes})
+
+
+def _is_secret(key: str) -> bool:
+    k = key.lower()
+    return any(m in k for m in SECRET_MARKERS) and "location" not in k
+
+
+def config_file_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    explicit = env.get("RTFD_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+_HINTS: dict[str, Any] | None = None
+
+
+def _hints() -> dict[str, Any]:
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = get_type_hints(Settings)
+    return _HINTS
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """Convert a raw value (string from env/CLI, or a TOML value) to the field's type."""
+    hint = _hints()[name]
+    base = hint
+    if str(hint).startswith("pathlib.Path | None") or hint == (Path | None):
+        base = Path
+    try:
+        if base is Path:
+            return None if raw in (None, "") else Path(os.path.expanduser(str(raw)))
+        if base is bool:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError
+            return int(str(raw).strip().replace("_", "")) if isinstance(raw, str) else int(raw)
+        if base is float:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+            return value
+        if base is str:
+            if not isinstance(raw, str | int | float) or isinstance(raw, bool):
+                raise ValueError
+            return str(raw)
+        if base == dict[str, str]:
+            if not isinstance(raw, dict):
+                raise ValueError
+            return {str(k): str(v) for k, v in raw.items()}
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ConfigError(f"setting {name}: unsupported type {hint}")
+    kind = getattr(base, "__name__", str(base))
+    raise ConfigError(f"setting {name} (from {source}): expected {kind}, got {raw!r}")
+
+
+def _check(settings: Settings, name: str, source: str) -> None:
+    meta = Settings.__dataclass_fields__[name].metadata
+    value = getattr(settings, name)
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(
+            f"setting {name} (from {source}): {value!r} is not one of {', '.join(choices)}"
+        )
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        raise ConfigError(f"setting {name} (from {source}): {value!r} is outside [{lo}, {hi}]")
+
+
+def _validated(settings: Settings, sources: Mapping[str, str]) -> Settings:
+    for f in fields(settings):
+        _check(settings, f.name, sources.get(f.name, "default"))
+    if settings.broker_backend == "external" and not settings.broker_bootstrap_servers:
+        raise ConfigError(
+            "setting broker_bootstrap_servers: required when broker_backend is external "
+            "(set RTFD_BROKER_BOOTSTRAP_SERVERS=host:port)"
+        )
+    if settings.broker_port == settings.broker_controller_port:
+        raise ConfigError("setting broker_controller_port: must differ from broker_port")
+    return settings
+
+
+def _flatten_toml(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    names = {f.name for f in fields(Settings)}
+    table_fields = {"client", "spark_conf"}
+    flat: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in table_fields or not isinstance(value, dict):
+            flat[key] = value
+            continue
+        for sub, sub_value in value.items():
+            flat[f"{key}_{sub}"] = sub_value
+    for key in flat:
+        if key not in names:
+            raise ConfigError(f"setting {key} (from {path}): unknown setting")
+    return flat
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Build Settings from defaults, the TOML file, the environment and CLI ``overrides``.
+
+    ``overrides`` maps field names to values; ``None`` values are ignored, so argparse results can
+    be passed straight through. Raises :class:`ConfigError` with one line naming the setting.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    path = config_file or config_file_path(env)
+    if path.exists():
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+            raise ConfigError(f"config file {path}: {e}") from e
+        for key, raw in _flatten_toml(doc, path).items():
+            values[key] = _coerce(key, raw, str(path))
+            sources[key] = str(path)
+    elif config_file is not None:
+        raise ConfigError(f"config file {path}: not found")
+
+    client = dict(values.get("client", {}))
+    for f in fields(Settings):
+        var = ENV_PREFIX + f.name.upper()
+        if var in env and f.name not in ("client", "spark_conf"):
+            values[f.name] = _coerce(f.name, env[var], var)
+            sources[f.name] = var
+    for var, raw in env.items():
+        if var.startswith(CLIENT_ENV_PREFIX) and len(var) > len(CLIENT_ENV_PREFIX):
+            client[var[len(CLIENT_ENV_PREFIX) :].lower().replace("_", ".")] = raw
+    if client:
+        values["client"] = client
+
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in Settings.__dataclass_fields__:
+            raise ConfigError(f"setting {key}: unknown setting")
+        values[key] = _coerce(key, raw, "argument")
+        sources[key] = "argument"
+
+    return _validated(Settings(**values), sources)
+
+
+def describe_settings() -> list[tuple[str, str, str, str]]:
+    """(name, env var, default, doc) for every setting, for docs and ``rtfd config``."""
+    rows = []
+    for f in fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append((f.name, ENV_PREFIX + f.name.upper(), repr(default), f.metadata.get("doc", "")))
+    return rows

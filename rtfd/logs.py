@@ -1,0 +1,44 @@
+"""Logging set-up: always a rotating file under the log dir, a console handler only on request.
+
+Under the TUI nothing may write to the terminal, so the TUI calls this with ``console=False``.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+
+from rtfd.config import Settings
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+_CONFIGURED: set[str] = set()
+
+
+def setup_logging(settings: Settings, *, console: bool = True) -> None:
+    """Route rtfd's logs to ``settings.log_file`` (and stderr when ``console``). Idempotent."""
+    root = logging.getLogger()
+    root.setLevel(settings.log_level)
+    log_file = str(settings.log_file)
+    if log_file not in _CONFIGURED:
+        settings.log_root.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=20 * 1024 * 1024, backupCount=3, encoding="utf-8"
+        )
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.set_name("rtfd-file")
+        root.addHandler(handler)
+        _CONFIGURED.add(log_file)
+    has_console = any(h.get_name() == "rtfd-console" for h in root.handlers)
+    if console and not has_console:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        stream.setLevel(logging.WARNING if settings.log_level == "INFO" else settings.log_level)
+        stream.set_name("rtfd-console")
+        root.addHandler(stream)
+    if not console:
+        for h in list(root.handlers):
+            if h.get_name() == "rtfd-console" or type(h) is logging.StreamHandler:
+                root.removeHandler(h)
+    for noisy in ("py4j", "urllib3", "matplotlib", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,77 @@
+"""Shared fixtures: per-test isolation of config and data dirs, and one real broker per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rtfd.config import Settings, load_settings
+
+# The real user cache (downloaded jars) is shared by all tests so that jars are fetched once.
+_REAL_CACHE = os.environ.get("RTFD_CACHE_DIR") or None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own data root, no config file and no stray RTFD_* variables."""
+    for var in list(os.environ):
+        if var.startswith("RTFD_"):
+            monkeypatch.delenv(var)
+    home = tmp_path / "rtfd-home"
+    monkeypatch.setenv("RTFD_HOME", str(home))
+    monkeypatch.setenv("RTFD_CONFIG", str(tmp_path / "no-config.toml"))
+    if _REAL_CACHE:
+        monkeypatch.setenv("RTFD_CACHE_DIR", _REAL_CACHE)
+    return home
+
+
+@pytest.fixture(scope="session")
+def broker_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("broker-home")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(broker_home: Path) -> Iterator[object]:
+    """One real embedded Apache Kafka for the whole test session, on free ports."""
+    from rtfd.broker.kafka import EmbeddedKafka
+
+    settings = load_settings(
+        {
+            "home": str(broker_home),
+            "broker_backend": "kafka",
+            "broker_port": free_port(),
+            "broker_controller_port": free_port(),
+        },
+        environ={k: v for k, v in os.environ.items() if k == "RTFD_CACHE_DIR"},
+    )
+    broker = EmbeddedKafka(settings)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def broker_settings(kafka_broker: object, isolated_env: Path) -> Settings:
+    """Settings of a test that talks to the session broker through the external backend."""
+    return load_settings(
+        {"broker_bootstrap_servers": kafka_broker.bootstrap_servers}  # type: ignore[attr-defined]
+    )
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
