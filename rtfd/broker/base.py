@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rtfd.config import Settings
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,9 @@ class Broker(ABC):
     """A Kafka-protocol broker rtfd can start, stop and ask about."""
 
     name: str = "broker"
+    settings: Settings
+    #: True when this object started the broker (rather than adopting a running one).
+    started_here: bool = False
 
     @property
     @abstractmethod
@@ -63,4 +70,4 @@ class Broker(ABC):
 
     def client_config(self) -> dict[str, str]:
         """librdkafka settings to reach this broker (bootstrap plus pass-through security)."""
-        return {"bootstrap.servers": self.bootstrap_servers}
+        return {"bootstrap.servers": self.bootstrap_servers, **self.settings.client}
