@@ -58,22 +58,28 @@ class Settings:
         default=None, metadata={"doc": "Log directory (default: user log dir, or <home>/logs)."}
     )
     log_level: str = field(
-        default="INFO", metadata={"doc": "Log level.", **_choices("DEBUG", "INFO", "WARNING", "ERROR")}
+        default="INFO",
+        metadata={"doc": "Log level.", **_choices("DEBUG", "INFO", "WARNING", "ERROR")},
     )
 
     # --- broker ------------------------------------------------------------------------------
     broker_backend: str = field(
         default="auto",
-        metadata={"doc": "auto, redpanda, kafka or external.", **_choices("auto", "redpanda", "kafka", "external")},
+        metadata={
+            "doc": "auto, redpanda, kafka or external.",
+            **_choices("auto", "redpanda", "kafka", "external"),
+        },
     )
     broker_bootstrap_servers: str = field(
         default="", metadata={"doc": "host:port list; required for the external backend."}
     )
     broker_port: int = field(
-        default=9092, metadata={"doc": "Client port of the local broker (127.0.0.1).", **_range(1, 65535)}
+        default=9092,
+        metadata={"doc": "Client port of the local broker (127.0.0.1).", **_range(1, 65535)},
     )
     broker_controller_port: int = field(
-        default=9093, metadata={"doc": "KRaft controller port of the embedded Kafka.", **_range(1, 65535)}
+        default=9093,
+        metadata={"doc": "KRaft controller port of the embedded Kafka.", **_range(1, 65535)},
     )
     broker_kafka_version: str = field(
         default="4.1.1", metadata={"doc": "Apache Kafka version of the embedded broker."}
@@ -82,7 +88,8 @@ class Settings:
         default=512, metadata={"doc": "JVM heap of the embedded broker (MB).", **_range(128, 65536)}
     )
     broker_start_timeout_s: float = field(
-        default=90.0, metadata={"doc": "How long to wait for the broker to answer.", **_range(1, 3600)}
+        default=90.0,
+        metadata={"doc": "How long to wait for the broker to answer.", **_range(1, 3600)},
     )
     broker_redpanda_image: str = field(
         default="docker.redpanda.com/redpandadata/redpanda:v24.2.7",
@@ -92,12 +99,14 @@ class Settings:
         default=3, metadata={"doc": "Partitions of the transactions topic.", **_range(1, 1024)}
     )
     topic_retention_hours: float = field(
-        default=168.0, metadata={"doc": "Retention of every rtfd topic (hours).", **_range(0.1, 87600)}
+        default=168.0,
+        metadata={"doc": "Retention of every rtfd topic (hours).", **_range(0.1, 87600)},
     )
 
     # --- generator ---------------------------------------------------------------------------
     generator_rate: float = field(
-        default=200.0, metadata={"doc": "Transactions per second in live mode.", **_range(0, 1_000_000)}
+        default=200.0,
+        metadata={"doc": "Transactions per second in live mode.", **_range(0, 1_000_000)},
     )
     generator_users: int = field(
         default=10_000, metadata={"doc": "Simulated users.", **_range(1, 10_000_000)}
@@ -106,12 +115,16 @@ class Settings:
         default=2_000, metadata={"doc": "Simulated merchants.", **_range(1, 1_000_000)}
     )
     generator_fraud_rate: float = field(
-        default=0.01, metadata={"doc": "Overall share of fraudulent transactions.", **_range(0, 0.5)}
+        default=0.01,
+        metadata={"doc": "Overall share of fraudulent transactions.", **_range(0, 0.5)},
     )
     generator_seed: int = field(default=42, metadata={"doc": "Random seed of the simulator."})
     generator_label_delay_s: float = field(
         default=60.0,
-        metadata={"doc": "Mean delay before a fraud label is reported (live mode, seconds).", **_range(0, 10**8)},
+        metadata={
+            "doc": "Mean delay before a fraud label is reported (live mode, seconds).",
+            **_range(0, 10**8),
+        },
     )
 
     # --- stream ------------------------------------------------------------------------------
@@ -133,34 +146,47 @@ class Settings:
         default=16, metadata={"doc": "User buckets of the stateful operator.", **_range(1, 4096)}
     )
     stream_state_ttl_hours: float = field(
-        default=24.0 * 8, metadata={"doc": "Idle users are evicted from state after this.", **_range(0.01, 10**5)}
+        default=24.0 * 8,
+        metadata={"doc": "Idle users are evicted from state after this.", **_range(0.01, 10**5)},
     )
     stream_max_future_s: float = field(
-        default=300.0, metadata={"doc": "Timestamps further in the future go to the DLQ.", **_range(0, 10**9)}
+        default=300.0,
+        metadata={"doc": "Timestamps further in the future go to the DLQ.", **_range(0, 10**9)},
     )
     stream_max_amount: float = field(
-        default=1_000_000.0, metadata={"doc": "Amounts above this go to the DLQ.", **_range(1, 10**15)}
+        default=1_000_000.0,
+        metadata={"doc": "Amounts above this go to the DLQ.", **_range(1, 10**15)},
     )
 
     # --- models ------------------------------------------------------------------------------
     model_mode: str = field(
-        default="supervised", metadata={"doc": "Training mode.", **_choices("supervised", "unsupervised")}
+        default="supervised",
+        metadata={"doc": "Training mode.", **_choices("supervised", "unsupervised")},
     )
     model_algo: str = field(
-        default="xgboost", metadata={"doc": "Training algorithm.", **_choices("xgboost", "logreg", "iforest")}
+        default="xgboost",
+        metadata={"doc": "Training algorithm.", **_choices("xgboost", "logreg", "iforest")},
     )
     model_threshold_rule: str = field(
         default="f1",
-        metadata={"doc": "Threshold rule: f1, precision, budget.", **_choices("f1", "precision", "budget")},
+        metadata={
+            "doc": "Threshold rule: f1, precision, budget.",
+            **_choices("f1", "precision", "budget"),
+        },
     )
     model_target_precision: float = field(
         default=0.9, metadata={"doc": "Target precision for the precision rule.", **_range(0, 1)}
     )
     model_alert_budget: float = field(
-        default=5.0, metadata={"doc": "Alerts per 1,000 transactions for the budget rule.", **_range(0, 1000)}
+        default=5.0,
+        metadata={"doc": "Alerts per 1,000 transactions for the budget rule.", **_range(0, 1000)},
     )
     label_maturity_days: float = field(
-        default=7.0, metadata={"doc": "A transaction without a label after this is legitimate.", **_range(0, 3650)}
+        default=7.0,
+        metadata={
+            "doc": "A transaction without a label after this is legitimate.",
+            **_range(0, 3650),
+        },
     )
 
     # --- query -------------------------------------------------------------------------------
@@ -171,7 +197,9 @@ class Settings:
     # --- client properties (secrets live here) -------------------------------------------------
     client: dict[str, str] = field(
         default_factory=dict,
-        metadata={"doc": "librdkafka/Spark Kafka client properties ([client] table, RTFD_CLIENT_*)."},
+        metadata={
+            "doc": "librdkafka/Spark Kafka client properties ([client] table, RTFD_CLIENT_*)."
+        },
     )
 
     # ------------------------------------------------------------------------------------------
@@ -182,7 +210,9 @@ class Settings:
 
     @property
     def cache_root(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(platformdirs.user_cache_dir(APP_NAME))
+        return (
+            Path(self.cache_dir) if self.cache_dir else Path(platformdirs.user_cache_dir(APP_NAME))
+        )
 
     @property
     def log_root(self) -> Path:
@@ -332,7 +362,7 @@ def _check(settings: Settings, name: str, source: str) -> None:
             f"setting {name} (from {source}): {value!r} is not one of {', '.join(choices)}"
         )
     lo, hi = meta.get("min"), meta.get("max")
-    if lo is not None and value < lo or hi is not None and value > hi:
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"setting {name} (from {source}): {value!r} is outside [{lo}, {hi}]")
 
 
@@ -416,9 +446,18 @@ def load_settings(
 
 
 def describe_settings() -> list[tuple[str, str, str, str]]:
-    """(name, env var, default, doc) for every setting, for docs and ``rtfd config``."""
+    """(name, env var, default, doc) for every setting, for the README's table."""
+    env_names = {"client": CLIENT_ENV_PREFIX + "<KEY>", "spark_conf": "(TOML only)"}
     rows = []
     for f in fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, ENV_PREFIX + f.name.upper(), repr(default), f.metadata.get("doc", "")))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
+        env = env_names.get(f.name, ENV_PREFIX + f.name.upper())
+        rows.append((f.name, env, repr(default), f.metadata.get("doc", "")))
     return rows
+
+
+def settings_table_markdown() -> str:
+    """The configuration table of README.md (a test keeps the README in step with this)."""
+    lines = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{n}` | `{e}` | `{d}` | {doc} |" for n, e, d, doc in describe_settings()]
+    return "\n".join(lines)

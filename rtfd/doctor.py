@@ -63,7 +63,8 @@ def run_checks(settings: Settings) -> list[Check]:
             "docker engine",
             docker is not None,
             f"engine {docker}" if docker else "no engine answers (the client alone is not enough)",
-            "optional: install and start Docker to use Redpanda; otherwise the embedded Kafka is used",
+            "optional: install and start Docker to use Redpanda; "
+            "otherwise the embedded Kafka is used",
             required=False,
         )
     )

@@ -211,9 +211,7 @@ def _check_field(
     raise AssertionError(f.type)
 
 
-_TS_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?"
-)
+_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?")
 
 
 def parse_timestamp(text: str) -> datetime | None:

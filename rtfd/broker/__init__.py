@@ -26,7 +26,7 @@ def client_config(settings: Settings) -> dict[str, str]:
 
 
 def resolve_backend(settings: Settings) -> str:
-    """The concrete backend for ``auto``: redpanda if Docker answers, else kafka if Java is there."""
+    """The concrete backend: for ``auto``, redpanda if Docker answers, else kafka if Java is."""
     from rtfd.errors import DependencyMissing
     from rtfd.sysinfo import docker_engine_version, java_version
 

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from rtfd.broker.base import TopicInfo
 from rtfd.config import Settings
@@ -15,7 +16,7 @@ from rtfd.schemas import Topics
 log = logging.getLogger(__name__)
 
 # librdkafka would otherwise print connection errors to stderr, which must never reach the TUI.
-_QUIET = {"log_level": 3, "logger": logging.getLogger("rtfd.kafka.client")}
+_QUIET: dict[str, Any] = {"log_level": 3, "logger": logging.getLogger("rtfd.kafka.client")}
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,9 @@ def broker_answers(config: Mapping[str, str], timeout: float = 2.0) -> bool:
     return bool(md.brokers)
 
 
-def ensure_topics(config: Mapping[str, str], specs: list[TopicSpec], timeout: float = 30.0) -> list[str]:
+def ensure_topics(
+    config: Mapping[str, str], specs: list[TopicSpec], timeout: float = 30.0
+) -> list[str]:
     """Create missing topics and grow under-partitioned ones; idempotent. Returns what changed."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import NewPartitions, NewTopic
@@ -66,7 +69,9 @@ def ensure_topics(config: Mapping[str, str], specs: list[TopicSpec], timeout: fl
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as e:
-        raise BrokerUnavailable(f"cannot list topics at {config.get('bootstrap.servers')}: {e}") from e
+        raise BrokerUnavailable(
+            f"cannot list topics at {config.get('bootstrap.servers')}: {e}"
+        ) from e
     changes: list[str] = []
     new = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=-1, config=dict(s.config))
@@ -95,7 +100,9 @@ def ensure_topics(config: Mapping[str, str], specs: list[TopicSpec], timeout: fl
         if s.name in existing and len(existing[s.name].partitions) > s.partitions:
             log.warning(
                 "topic %s has %d partitions, more than the configured %d (Kafka cannot shrink)",
-                s.name, len(existing[s.name].partitions), s.partitions,
+                s.name,
+                len(existing[s.name].partitions),
+                s.partitions,
             )
     return changes
 
@@ -115,11 +122,15 @@ def _wait_for_leaders(admin, names: list[str], timeout: float) -> None:  # type:
         if not missing:
             return
         if time.monotonic() > deadline:
-            raise BrokerError(f"topics without a leader after {timeout:.0f} s: {', '.join(missing)}")
+            raise BrokerError(
+                f"topics without a leader after {timeout:.0f} s: {', '.join(missing)}"
+            )
         time.sleep(0.2)
 
 
-def describe_topics(config: Mapping[str, str], names: tuple[str, ...] = Topics.ALL) -> list[TopicInfo]:
+def describe_topics(
+    config: Mapping[str, str], names: tuple[str, ...] = Topics.ALL
+) -> list[TopicInfo]:
     """Partitions and message counts (high minus low watermark) of the given topics that exist."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -127,7 +138,9 @@ def describe_topics(config: Mapping[str, str], names: tuple[str, ...] = Topics.A
         md = _admin(config).list_topics(timeout=5)
     except KafkaException as e:
         raise BrokerUnavailable(str(e)) from e
-    consumer = Consumer({**config, **_QUIET, "group.id": "rtfd-status", "enable.auto.commit": False})
+    consumer = Consumer(
+        {**config, **_QUIET, "group.id": "rtfd-status", "enable.auto.commit": False}
+    )
     try:
         out = []
         for name in names:

@@ -100,8 +100,12 @@ def _resolve_with_maven(staging: Path, version: str) -> None:
     assert mvn is not None
     _run(
         [
-            mvn, "-B", "-q", "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging / 'libs'}", "-DincludeScope=runtime",
+            mvn,
+            "-B",
+            "-q",
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging / 'libs'}",
+            "-DincludeScope=runtime",
         ],
         staging,
         "mvn dependency:copy-dependencies",
@@ -122,9 +126,19 @@ def _resolve_with_ivy(staging: Path, version: str) -> None:
     ):
         _run(
             [
-                java, "-jar", str(ivy), "-dependency", group, artifact, ver,
-                "-confs", "default", "-retrieve", pattern,
-                "-cache", str(staging / "ivy-cache"),
+                java,
+                "-jar",
+                str(ivy),
+                "-dependency",
+                group,
+                artifact,
+                ver,
+                "-confs",
+                "default",
+                "-retrieve",
+                pattern,
+                "-cache",
+                str(staging / "ivy-cache"),
             ],
             staging,
             "ivy resolve",

@@ -91,7 +91,9 @@ class EmbeddedKafka(Broker):
         s = self.settings
         s.ensure_dirs()
         self._dir.mkdir(parents=True, exist_ok=True)
-        with file_lock(s.run_dir / "kafka.lock", timeout=s.broker_start_timeout_s, what="broker start"):
+        with file_lock(
+            s.run_dir / "kafka.lock", timeout=s.broker_start_timeout_s, what="broker start"
+        ):
             record = PidRecord.read(self.pid_file)
             if record and pid_alive(record.pid):
                 if record.port != s.broker_port:
@@ -204,7 +206,9 @@ class EmbeddedKafka(Broker):
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
-            raise BrokerError(f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}".strip())
+            raise BrokerError(
+                f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}".strip()
+            )
 
     def _launch(self, jars: Path, props: Path, *, detach: bool) -> None:
         s = self.settings
@@ -246,7 +250,8 @@ class EmbeddedKafka(Broker):
             time.sleep(0.3)
         self.stop()
         raise BrokerError(
-            f"the embedded Kafka did not answer within {self.settings.broker_start_timeout_s:.0f} s; "
+            "the embedded Kafka did not answer within "
+            f"{self.settings.broker_start_timeout_s:.0f} s; "
             f"see {self.log_file}"
         )
 

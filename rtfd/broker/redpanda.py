@@ -58,8 +58,12 @@ class RedpandaBroker(Broker):
         cmd = self.compose_command(*args)
         try:
             proc = subprocess.run(
-                cmd, env=self.compose_env(), capture_output=True, text=True,
-                timeout=timeout, stdin=subprocess.DEVNULL,
+                cmd,
+                env=self.compose_env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
             )
         except FileNotFoundError as e:
             raise DependencyMissing("docker is not installed") from e

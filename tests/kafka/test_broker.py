@@ -42,7 +42,9 @@ def produce(config: dict[str, str], topic: str, values: list[bytes]) -> None:
     assert producer.flush(30) == 0
 
 
-def consume_all(config: dict[str, str], topic: str, expected: int, timeout: float = 30) -> list[bytes]:
+def consume_all(
+    config: dict[str, str], topic: str, expected: int, timeout: float = 30
+) -> list[bytes]:
     from confluent_kafka import Consumer
 
     consumer = Consumer(
@@ -131,7 +133,9 @@ def test_listens_on_loopback_only(kafka_broker: EmbeddedKafka) -> None:
     assert all(addr.rsplit(":", 1)[0] in ("127.0.0.1", "[::ffff:127.0.0.1]") for addr in local)
 
 
-def test_a_busy_port_gives_a_clear_error(own_broker: EmbeddedKafka, kafka_broker: EmbeddedKafka) -> None:
+def test_a_busy_port_gives_a_clear_error(
+    own_broker: EmbeddedKafka, kafka_broker: EmbeddedKafka
+) -> None:
     busy = own_broker.settings.replace(broker_port=kafka_broker.settings.broker_port)
     with pytest.raises(BrokerError, match=r"already in use.*RTFD_BROKER_PORT"):
         EmbeddedKafka(busy).start()
@@ -151,7 +155,9 @@ def test_no_orphan_jvm_when_rtfd_is_killed(tmp_path: Path) -> None:
         "time.sleep(600)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RTFD_HOME"}
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=env, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         record = PidRecord.read(home / "run" / "kafka.pid")
@@ -160,7 +166,9 @@ def test_no_orphan_jvm_when_rtfd_is_killed(tmp_path: Path) -> None:
         assert jvms, "the guard has no JVM child"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
-        wait_until(lambda: not any(pid_alive(p) for p in [record.pid, *jvms]), 40, "the JVM to exit")
+        wait_until(
+            lambda: not any(pid_alive(p) for p in [record.pid, *jvms]), 40, "the JVM to exit"
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -70,7 +70,7 @@ def test_bad_file_values_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"broker_port \(from .*c\.toml\)"):
         load_settings(environ={"RTFD_CONFIG": str(cfg)})
     write(cfg, "[broker]\nprot = 1\n")
-    with pytest.raises(ConfigError, match="broker_prot .*unknown setting"):
+    with pytest.raises(ConfigError, match=r"broker_prot .*unknown setting"):
         load_settings(environ={"RTFD_CONFIG": str(cfg)})
     write(cfg, "not toml [")
     with pytest.raises(ConfigError, match="config file"):
@@ -110,3 +110,15 @@ def test_client_secrets_pass_through_but_are_redacted() -> None:
 
     assert client_config(s)["sasl.password"] == "hunter2-very-secret"
     assert client_config(s)["bootstrap.servers"] == "kafka.example:9093"
+
+
+def test_readme_configuration_table_is_current() -> None:
+    from rtfd.config import settings_table_markdown
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- settings-table:start -->") + len("<!-- settings-table:start -->")
+    end = readme.index("<!-- settings-table:end -->")
+    assert readme[start:end].strip() == settings_table_markdown(), (
+        "README's configuration table is stale: "
+        "regenerate it from rtfd.config.settings_table_markdown()"
+    )

@@ -28,7 +28,9 @@ def test_compose_command_and_environment() -> None:
 
 def test_compose_file_is_local_durable_and_health_checked() -> None:
     text = "\n".join(
-        line for line in compose_file().read_text().splitlines() if not line.lstrip().startswith("#")
+        line
+        for line in compose_file().read_text().splitlines()
+        if not line.lstrip().startswith("#")
     )
     ports = [line.strip() for line in text.splitlines() if line.strip().startswith('- "')]
     assert ports and all(p.startswith('- "127.0.0.1:') for p in ports)

@@ -1,0 +1,65 @@
+# rtfd — real-time fraud detection appliance. `just` lists the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+bin := venv / "bin"
+
+# List the recipes
+default:
+    @just --list --unsorted
+
+# Create .venv if missing and install rtfd with its dev tools (re-runs only when pyproject changes)
+install:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [ ! -x {{bin}}/python ]; then
+        py=$(command -v python3.11 || command -v python3)
+        "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || { echo "rtfd needs Python 3.11+ (found $("$py" --version))" >&2; exit 1; }
+        echo "creating {{venv}} with $("$py" --version)"
+        "$py" -m venv {{venv}}
+    fi
+    stamp={{venv}}/.rtfd-installed
+    want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        echo "installing rtfd and its dependencies into {{venv}} (first time: a few minutes)"
+        {{bin}}/python -m pip install -q --upgrade pip
+        {{bin}}/python -m pip install -q -e '.[dev]'
+        echo "$want" > "$stamp"
+    fi
+
+# Start the appliance: broker and topics (detached); `just down` stops it
+up: install
+    {{bin}}/rtfd broker up
+
+# Stop everything `just up` started
+down:
+    {{bin}}/rtfd broker down
+
+# Run the whole test suite (unit, real Kafka, Spark, TUI, end to end)
+test: install
+    {{bin}}/pytest
+
+# Only the fast tests without a JVM
+test-unit: install
+    {{bin}}/pytest -m unit
+
+# Lint, format check and type check
+lint: install
+    {{bin}}/ruff check rtfd tests scripts
+    {{bin}}/ruff format --check rtfd tests scripts
+    {{bin}}/mypy rtfd
+
+# Format the code
+fmt: install
+    {{bin}}/ruff format rtfd tests scripts
+    {{bin}}/ruff check --fix rtfd tests scripts
+
+# Run the benchmarks and rewrite docs/benchmarks.md
+bench: install
+    {{bin}}/python scripts/bench.py
+
+# Check the machine (Python, Java, Docker, ports, dirs, cached jars)
+doctor: install
+    {{bin}}/rtfd doctor
