@@ -1,0 +1,1 @@
+"""Read-only SQL over the appliance's Parquet outputs (DuckDB)."""
