@@ -99,6 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rtfd.logs import setup_logging
 
         setup_logging(settings, console=not getattr(args, "quiet_console", False))
+        import logging
+
+        logging.getLogger("rtfd.cli").info(
+            "rtfd %s with settings %s", args.command, settings.redacted()
+        )
         return int(args.func(args, settings) or 0)
     except RtfdError as e:
         print(f"rtfd: {e.title}: {e.message}", file=sys.stderr)
