@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from rtfd.config import Settings, load_settings
+from rtfd.sysinfo import free_port
+
+__all__ = ["free_port"]
 
 # The real user cache (downloaded jars) is shared by all tests so that jars are fetched once.
 _REAL_CACHE = os.environ.get("RTFD_CACHE_DIR") or None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(autouse=True)

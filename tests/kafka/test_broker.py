@@ -18,8 +18,7 @@ from rtfd.broker.kafka import EmbeddedKafka, PidRecord
 from rtfd.config import Settings, load_settings
 from rtfd.errors import BrokerError
 from rtfd.schemas import Topics
-from rtfd.sysinfo import pid_alive
-from tests.conftest import free_port
+from rtfd.sysinfo import free_port, pid_alive
 
 pytestmark = pytest.mark.kafka
 
