@@ -25,8 +25,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from rtfd.generator.population import (
-    CAT_CHANNEL,
     ATM,
+    CAT_CHANNEL,
     CAT_MULT,
     CATEGORY_INDEX,
     ONLINE,
@@ -110,9 +110,7 @@ class Batch:
     def concat(cls, batches: list[Batch]) -> Batch:
         if not batches:
             return cls.empty()
-        return cls(
-            *(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls))
-        )
+        return cls(*(np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls)))
 
     def take(self, idx: np.ndarray) -> Batch:
         return Batch(*(getattr(self, f.name)[idx] for f in fields(self)))
@@ -135,7 +133,11 @@ def finish_amounts(raw: np.ndarray, cat: np.ndarray) -> np.ndarray:
 
 
 def draw_amounts(
-    pop: Population, users: np.ndarray, cat: np.ndarray, rng: np.random.Generator, factor: np.ndarray | float = 1.0
+    pop: Population,
+    users: np.ndarray,
+    cat: np.ndarray,
+    rng: np.random.Generator,
+    factor: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """The user's own amount distribution for the category, times ``factor``, unrounded."""
     z = rng.standard_normal(len(users))
@@ -214,9 +216,7 @@ def start_trips(
     near_cdf, any_cdf = cdfs
     near = rng.random(len(go)) < params.trip_near_share
     u = rng.random(len(go))
-    dest = np.where(
-        near, _inverse_cdf_rows(near_cdf[home], u), _inverse_cdf_rows(any_cdf[home], u)
-    )
+    dest = np.where(near, _inverse_cdf_rows(near_cdf[home], u), _inverse_cdf_rows(any_cdf[home], u))
     days = np.clip(
         rng.lognormal(np.log(params.trip_days_median), params.trip_days_sigma, len(go)),
         *params.trip_days_range,
@@ -298,9 +298,7 @@ def legit_window(
     cat = np.where(
         away & (r < params.away_restaurant),
         CATEGORY_INDEX["restaurant"],
-        np.where(
-            away & (r >= 1 - params.away_hotel), CATEGORY_INDEX["travel"], cat
-        ),
+        np.where(away & (r >= 1 - params.away_hotel), CATEGORY_INDEX["travel"], cat),
     )
     merchant = pop.sample_merchants(city, cat, rng.random(n))
     usual = ~away & (rng.random(n) < pop.usual_share[users])

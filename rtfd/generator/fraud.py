@@ -56,7 +56,9 @@ FRAUD_TYPES = (
     "stolen_card_spree",
     "amount_outlier",
 )
-CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT, STOLEN_CARD_SPREE, AMOUNT_OUTLIER = range(1, 6)
+CARD_TESTING, ACCOUNT_TAKEOVER, COMPROMISED_MERCHANT, STOLEN_CARD_SPREE, AMOUNT_OUTLIER = range(
+    1, 6
+)
 
 
 @dataclass(frozen=True)
@@ -138,14 +140,16 @@ class FraudParams:
         """Expected transactions per episode of each type (compromised merchant: per day)."""
         return np.array(
             [
-                self.ct_min_tx + _clipped_poisson_mean(self.ct_extra_mean, self.ct_max_tx - self.ct_min_tx),
+                self.ct_min_tx
+                + _clipped_poisson_mean(self.ct_extra_mean, self.ct_max_tx - self.ct_min_tx),
                 1
                 + self.ato_min_purchases
                 + _clipped_poisson_mean(
                     self.ato_extra_mean, self.ato_max_purchases - self.ato_min_purchases
                 ),
                 1.0,
-                self.sp_min_tx + _clipped_poisson_mean(self.sp_extra_mean, self.sp_max_tx - self.sp_min_tx),
+                self.sp_min_tx
+                + _clipped_poisson_mean(self.sp_extra_mean, self.sp_max_tx - self.sp_min_tx),
                 1.0,
             ]
         )
@@ -177,7 +181,9 @@ class CompromiseState:
     end: np.ndarray = field(default_factory=lambda: np.empty(0))
     share: np.ndarray = field(default_factory=lambda: np.empty(0))
 
-    def add(self, merchant: np.ndarray, start: np.ndarray, end: np.ndarray, share: np.ndarray) -> None:
+    def add(
+        self, merchant: np.ndarray, start: np.ndarray, end: np.ndarray, share: np.ndarray
+    ) -> None:
         self.merchant = np.concatenate([self.merchant, merchant])
         self.start = np.concatenate([self.start, start])
         self.end = np.concatenate([self.end, end])
@@ -237,7 +243,9 @@ class FraudModel:
             ratio = float(np.mean(shares / (1 - shares)))
             per_episode = np.mean(params.cm_days) * vol_sel * ratio
             legit_per_day = pop.expected_tx_per_day(behaviour.followups_per_event)
-            budget = fraud_rate / (1 - fraud_rate) * legit_per_day * self.mix[COMPROMISED_MERCHANT - 1]
+            budget = (
+                fraud_rate / (1 - fraud_rate) * legit_per_day * self.mix[COMPROMISED_MERCHANT - 1]
+            )
             self.cm_rate_per_day = budget / per_episode if per_episode > 0 else 0.0
 
     def _expected_volume(self, behaviour: BehaviourParams) -> np.ndarray:
@@ -293,7 +301,9 @@ class FraudModel:
         n = rng.poisson(self.cm_rate_per_day * (t1 - t0) / DAY_S)
         if n == 0:
             return
-        m = np.minimum(np.searchsorted(self.cm_cdf, rng.random(n), side="right"), self.pop.n_merchants - 1)
+        m = np.minimum(
+            np.searchsorted(self.cm_cdf, rng.random(n), side="right"), self.pop.n_merchants - 1
+        )
         start = t0 + rng.random(n) * (t1 - t0)
         end = start + rng.uniform(*self.p.cm_days, n) * DAY_S
         comp.add(m, start, end, rng.uniform(*self.p.cm_share, n))
@@ -325,7 +335,9 @@ class FraudModel:
         p, pop = self.p, self.pop
         if n_ep == 0:
             return Batch.empty()
-        size = p.ct_min_tx + np.minimum(rng.poisson(p.ct_extra_mean, n_ep), p.ct_max_tx - p.ct_min_tx)
+        size = p.ct_min_tx + np.minimum(
+            rng.poisson(p.ct_extra_mean, n_ep), p.ct_max_tx - p.ct_min_tx
+        )
         victim = np.repeat(self._victims(rng, n_ep), size)
         city = np.repeat(self._cities(rng, n_ep), size)
         n = len(victim)
@@ -336,7 +348,13 @@ class FraudModel:
         raw = rng.lognormal(np.log(p.ct_amount_median), p.ct_amount_sigma, n)
         lat, lon = self._coords(pop, merchant, city, rng)
         return Batch(
-            t, victim, merchant, finish_amounts(raw, cat), self._located(merchant, city), lat, lon,
+            t,
+            victim,
+            merchant,
+            finish_amounts(raw, cat),
+            self._located(merchant, city),
+            lat,
+            lon,
             np.full(n, CARD_TESTING, dtype=np.int8),
         )
 
@@ -370,7 +388,13 @@ class FraudModel:
         amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
         lat, lon = self._coords(pop, merchant, city, rng)
         return Batch(
-            t, victim, merchant, amount, self._located(merchant, city), lat, lon,
+            t,
+            victim,
+            merchant,
+            amount,
+            self._located(merchant, city),
+            lat,
+            lon,
             np.full(n, ACCOUNT_TAKEOVER, dtype=np.int8),
         )
 
@@ -398,8 +422,14 @@ class FraudModel:
             city = np.full(n, pop.merchant_city[m], dtype=np.int64)
             parts.append(
                 Batch(
-                    t, victim, merchant, amount, city, pop.merchant_lat[merchant],
-                    pop.merchant_lon[merchant], np.full(n, COMPROMISED_MERCHANT, dtype=np.int8),
+                    t,
+                    victim,
+                    merchant,
+                    amount,
+                    city,
+                    pop.merchant_lat[merchant],
+                    pop.merchant_lon[merchant],
+                    np.full(n, COMPROMISED_MERCHANT, dtype=np.int8),
                 )
             )
         return Batch.concat(parts)
@@ -414,7 +444,9 @@ class FraudModel:
         start = legit.t[rng.integers(0, len(legit), n_ep)] + rng.random(n_ep) * p.sp_start_delay_s
         victim_ep = self._victims(rng, n_ep)
         city_ep = trips.city_at(pop, victim_ep, start)
-        size = p.sp_min_tx + np.minimum(rng.poisson(p.sp_extra_mean, n_ep), p.sp_max_tx - p.sp_min_tx)
+        size = p.sp_min_tx + np.minimum(
+            rng.poisson(p.sp_extra_mean, n_ep), p.sp_max_tx - p.sp_min_tx
+        )
         victim = np.repeat(victim_ep, size)
         city = np.repeat(city_ep, size)
         n = len(victim)
@@ -427,7 +459,13 @@ class FraudModel:
         amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
         lat, lon = self._coords(pop, merchant, city, rng)
         return Batch(
-            t, victim, merchant, amount, self._located(merchant, city), lat, lon,
+            t,
+            victim,
+            merchant,
+            amount,
+            self._located(merchant, city),
+            lat,
+            lon,
             np.full(n, STOLEN_CARD_SPREE, dtype=np.int8),
         )
 
@@ -450,10 +488,19 @@ class FraudModel:
         lat, lon = self._coords(pop, merchant, city, rng)
         # Online from home: the device is the victim's (the fraud rides the victim's session).
         online_home = at_home & (CAT_CHANNEL[mcat] == ONLINE)
-        lat[online_home] = pop.home_lat[victim[online_home]] + rng.normal(0, 0.01, int(online_home.sum()))
-        lon[online_home] = pop.home_lon[victim[online_home]] + rng.normal(0, 0.01, int(online_home.sum()))
+        lat[online_home] = pop.home_lat[victim[online_home]] + rng.normal(
+            0, 0.01, int(online_home.sum())
+        )
+        lon[online_home] = pop.home_lon[victim[online_home]] + rng.normal(
+            0, 0.01, int(online_home.sum())
+        )
         return Batch(
-            t, victim, merchant, amount, self._located(merchant, city), lat, lon,
+            t,
+            victim,
+            merchant,
+            amount,
+            self._located(merchant, city),
+            lat,
+            lon,
             np.full(n, AMOUNT_OUTLIER, dtype=np.int8),
         )
-

@@ -125,7 +125,9 @@ class Geography:
         return np.flatnonzero(np.array([c is not None for c in self.currency]))
 
 
-def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
+def haversine_km(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
     """Great-circle distance in km (vectorised)."""
     p1, p2 = np.radians(lat1), np.radians(lat2)
     dphi = p2 - p1

@@ -122,7 +122,9 @@ def write_history(df: pd.DataFrame, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(df[HISTORY_COLUMNS], schema=history_arrow_schema(), preserve_index=False)
+    table = pa.Table.from_pandas(
+        df[HISTORY_COLUMNS], schema=history_arrow_schema(), preserve_index=False
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(path)
