@@ -237,6 +237,7 @@ class LiveGenerator:
 
     BURST_MAX = 5_000  # messages per wake-up at most, so control calls are seen promptly
     QUANTUM_S = 0.005  # shortest sleep: messages go out in small bursts, not one by one
+    CHECK_TIMEOUT_S = 10.0  # how long start() waits for the broker's metadata
 
     def __init__(
         self,
@@ -416,7 +417,7 @@ class LiveGenerator:
         }
         admin = AdminClient(config)
         try:
-            md = admin.list_topics(timeout=10)
+            md = admin.list_topics(timeout=self.CHECK_TIMEOUT_S)
         except KafkaException as e:
             raise BrokerUnavailable(
                 f"no broker answers at {where}; start it with `rtfd broker up`"
