@@ -1,0 +1,70 @@
+"""The feature list: names, order, and what each one means.
+
+This module is import-light (no NumPy) so that anything can read the feature order cheaply. The
+order here is the order of the columns the kernel returns, of the enriched Parquet and of
+``features.json`` in every model version.
+"""
+
+from __future__ import annotations
+
+# Computed by the per-user kernel (rtfd.features.kernel) from the user's own prior transactions.
+TIME_FEATURES = ["hour_sin", "hour_cos", "day_of_week", "is_night", "is_weekend"]
+AMOUNT_FEATURES = ["amount_log1p", "amount_zscore", "amount_ratio", "user_txn_count"]
+VELOCITY_FEATURES = [
+    "count_10m",
+    "count_1h",
+    "count_24h",
+    "count_7d",
+    "sum_10m",
+    "sum_1h",
+    "sum_24h",
+    "sum_7d",
+    "seconds_since_prev",
+]
+LOCATION_FEATURES = ["city_share", "first_time_city", "distance_prev_km", "travel_speed_kmh"]
+MERCHANT_FEATURES = ["merchant_user_count", "first_time_merchant"]
+USER_FEATURES = (
+    TIME_FEATURES + AMOUNT_FEATURES + VELOCITY_FEATURES + LOCATION_FEATURES + MERCHANT_FEATURES
+)
+
+# Looked up in the merchant risk table (rtfd.features.merchant_risk), built from matured labels.
+RISK_FEATURES = [
+    "merchant_fraud_rate_7d",
+    "merchant_volume_7d",
+    "merchant_fraud_rate_28d",
+    "merchant_volume_28d",
+]
+
+FEATURE_NAMES: list[str] = USER_FEATURES + RISK_FEATURES
+"""Every feature, in the exact order models see them."""
+
+FEATURE_DOCS: dict[str, str] = {
+    "hour_sin": "sin(2π · minute of day / 1440), UTC",
+    "hour_cos": "cos(2π · minute of day / 1440), UTC",
+    "day_of_week": "0 = Monday … 6 = Sunday, UTC",
+    "is_night": "1 if the UTC hour is 0–5",
+    "is_weekend": "1 on Saturday and Sunday, UTC",
+    "amount_log1p": "log(1 + amount)",
+    "amount_zscore": "(amount − user mean) / max(user std, 1), clipped to ±50; 0 with < 2 prior",
+    "amount_ratio": "amount / user mean; 1 with no prior transaction",
+    "user_txn_count": "prior transactions of the user (since its history was last forgotten)",
+    "count_10m": "prior transactions of the user in the last 10 minutes (event time)",
+    "count_1h": "prior transactions in the last hour",
+    "count_24h": "prior transactions in the last 24 hours",
+    "count_7d": "prior transactions in the last 7 days",
+    "sum_10m": "amount of prior transactions in the last 10 minutes",
+    "sum_1h": "amount of prior transactions in the last hour",
+    "sum_24h": "amount of prior transactions in the last 24 hours",
+    "sum_7d": "amount of prior transactions in the last 7 days",
+    "seconds_since_prev": "seconds since the user's previous transaction; the TTL with none",
+    "city_share": "share of the user's prior transactions in this city; 1 with none",
+    "first_time_city": "1 if the user has history but never transacted in this city",
+    "distance_prev_km": "great-circle distance from the previous transaction; 0 if unknown",
+    "travel_speed_kmh": "distance / time since the previous transaction (at least 60 s)",
+    "merchant_user_count": "prior transactions of the user at this merchant",
+    "first_time_merchant": "1 if the user has history but never paid this merchant",
+    "merchant_fraud_rate_7d": "fraud rate of the merchant's matured transactions, 7-day window",
+    "merchant_volume_7d": "matured transactions of the merchant in that 7-day window",
+    "merchant_fraud_rate_28d": "fraud rate of the merchant's matured transactions, 28-day window",
+    "merchant_volume_28d": "matured transactions of the merchant in that 28-day window",
+}
