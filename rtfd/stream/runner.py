@@ -1,0 +1,419 @@
+"""StreamRunner: the streaming job as an object the CLI, the supervisor and the TUI can drive.
+
+``start()`` returns at once; a worker thread then takes the checkpoint lock, ends orphans of a
+killed run, makes sure a model exists (training a bootstrap model if needed), creates the topics,
+starts Spark in-process and starts two queries:
+
+* ``transactions``: Kafka -> parse/validate -> per-user state (buckets) -> ``foreachBatch``
+  (risk features, scoring, Parquet, alerts, dead letters);
+* ``labels``: Kafka -> parse/validate -> labels Parquet (dead letters to the DLQ).
+
+``state`` tells where it is (starting / running / failed / stopped, with a reason), observers
+added with ``add_listener`` get a :class:`~rtfd.stream.progress.StreamProgress` per micro-batch,
+and ``stop()`` stops the queries, Spark and its JVM cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rtfd.config import Settings
+from rtfd.errors import ConfigError, RtfdError
+from rtfd.schemas import LABEL, TRANSACTION, Topics
+from rtfd.stream.progress import Observer, ProgressHub, StreamProgress
+
+log = logging.getLogger(__name__)
+
+LABELS_TRIGGER_S = 5.0
+STOP_TIMEOUT_MS = 30_000
+
+PHASES = ("idle", "starting", "running", "failed", "stopped")
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """The topics one stream reads and writes."""
+
+    transactions: str = Topics.TRANSACTIONS
+    labels: str = Topics.LABELS
+    alerts: str = Topics.ALERTS
+    dlq: str = Topics.DLQ
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> StreamTopics:
+        """Every topic name prefixed (several streams, or tests, on one broker)."""
+        return cls(
+            *(prefix + t for t in (Topics.TRANSACTIONS, Topics.LABELS, Topics.ALERTS, Topics.DLQ))
+        )
+
+
+@dataclass(frozen=True)
+class RunnerState:
+    """Where the runner is: ``phase`` in :data:`PHASES`, and why."""
+
+    phase: str
+    reason: str = ""
+    since: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.phase in ("starting", "running")
+
+
+class StreamRunner:
+    """The Spark streaming job, in this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        console: bool = False,
+        topics: StreamTopics | None = None,
+        console_writer: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics or StreamTopics()
+        self.console = console
+        self._console_writer = console_writer or _print_line
+        self._clock = clock
+        self.hub = ProgressHub()
+        self._lock = threading.RLock()
+        self._state = RunnerState("idle", since=clock())
+        self._stop_requested = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handle: Any = None
+        self._queries: dict[str, Any] = {}
+        self._publisher: Any = None
+        self._checkpoint_lock: Any = None
+        self._state_listeners: list[Callable[[RunnerState], None]] = []
+
+    # -- public API --------------------------------------------------------------------------
+    @property
+    def state(self) -> RunnerState:
+        with self._lock:
+            return self._state
+
+    def add_listener(self, fn: Observer) -> None:
+        """Call ``fn(StreamProgress)`` after every micro-batch (on Spark's listener thread)."""
+        self.hub.add_listener(fn)
+
+    def remove_listener(self, fn: Observer) -> None:
+        self.hub.remove_listener(fn)
+
+    def add_state_listener(self, fn: Callable[[RunnerState], None]) -> None:
+        """Call ``fn(RunnerState)`` on every phase or reason change (any thread)."""
+        with self._lock:
+            self._state_listeners.append(fn)
+
+    def latest_progress(self, query: str = "transactions") -> StreamProgress | None:
+        return self.hub.latest(query)
+
+    def checkpoint_dir(self, query: str) -> Path:
+        name = self.topics.transactions if query == "transactions" else self.topics.labels
+        return self.settings.checkpoints_dir / name
+
+    def start(self) -> None:
+        """Start in the background; watch ``state`` (or :meth:`wait_running`)."""
+        with self._lock:
+            if self._state.active:
+                raise RtfdError("the stream is already running", title="Stream already running")
+            self._stop_requested.clear()
+            self._set_state("starting", "starting")
+            self._thread = threading.Thread(
+                target=self._start_worker, name="rtfd-stream-start", daemon=True
+            )
+            self._thread.start()
+
+    def wait_running(self, timeout: float = 300.0) -> RunnerState:
+        """Block until the runner is running, failed or stopped (or the timeout passes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state
+            if state.phase != "starting":
+                return state
+            time.sleep(0.1)
+        return self.state
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop the queries, Spark and its JVM; idempotent, safe from any thread."""
+        self._stop_requested.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        with self._lock:
+            queries = dict(self._queries)
+            self._queries.clear()
+            handle, self._handle = self._handle, None
+            publisher, self._publisher = self._publisher, None
+            lock, self._checkpoint_lock = self._checkpoint_lock, None
+        for name, q in queries.items():
+            try:
+                q.stop()
+            except Exception as e:  # the query may be failing on its own already
+                log.warning("stopping query %s: %s", name, e)
+        if publisher is not None:
+            publisher.close()
+        if handle is not None:
+            from rtfd.stream.session import stop_spark
+
+            stop_spark(handle, timeout=timeout)
+        if lock is not None:
+            lock.release()
+        with self._lock:
+            if self._state.phase != "failed":
+                self._set_state("stopped", "stopped")
+
+    # -- internals ---------------------------------------------------------------------------
+    def _set_state(self, phase: str, reason: str = "") -> None:
+        with self._lock:
+            if self._state.phase == phase and self._state.reason == reason:
+                return
+            self._state = RunnerState(phase, reason, self._clock())
+            listeners = list(self._state_listeners)
+            state = self._state
+        log.info("stream %s: %s", phase, reason)
+        for fn in listeners:
+            try:
+                fn(state)
+            except Exception:
+                log.exception("state listener failed")
+
+    def _step(self, reason: str) -> None:
+        if self._stop_requested.is_set():
+            raise _Cancelled
+        self._set_state("starting", reason)
+
+    def _start_worker(self) -> None:
+        try:
+            self._start_all()
+        except _Cancelled:
+            log.info("stream start cancelled")
+        except RtfdError as e:
+            self._set_state("failed", f"{e.title}: {e.message}")
+            self._cleanup_after_failure()
+        except Exception as e:
+            log.exception("stream failed to start")
+            self._set_state("failed", f"{type(e).__name__}: {e}")
+            self._cleanup_after_failure()
+
+    def _cleanup_after_failure(self) -> None:
+        threading.Thread(target=self.stop, name="rtfd-stream-cleanup", daemon=True).start()
+
+    def _start_all(self) -> None:
+        from rtfd.stream.procs import CheckpointLock, checkpoint_tag, end_orphans
+        from rtfd.stream.session import TAG_ENV, start_spark
+
+        s = self.settings
+        s.ensure_dirs()
+        self._step("taking the checkpoint lock")
+        lock = CheckpointLock(s.checkpoints_dir)
+        lock.acquire()
+        with self._lock:
+            self._checkpoint_lock = lock
+        tag = checkpoint_tag(s.checkpoints_dir)
+        ended = end_orphans(tag, TAG_ENV)
+        if ended:
+            log.warning("ended %d orphan process(es) of a killed stream: %s", len(ended), ended)
+
+        self._step("checking the model registry")
+        from rtfd.stream.scoring import ensure_model
+
+        def progress(*args: Any, **_: Any) -> None:
+            if args:
+                self._set_state("starting", f"training a bootstrap model: {args[0]}")
+
+        try:
+            from rtfd.ml.registry import Registry
+
+            has_model = Registry(s.models_dir).current() is not None
+        except ImportError as e:
+            raise RtfdError(f"the model registry is not available: {e}") from e
+        if not has_model:
+            self._set_state("starting", "no model yet: training a bootstrap model (once)")
+        version = ensure_model(s, progress=progress)
+        log.info("model %s", version)
+
+        self._step("creating topics")
+        self._ensure_topics()
+
+        self._step("starting Spark")
+        handle = start_spark(s, tag=tag)
+        with self._lock:
+            self._handle = handle
+        if self._stop_requested.is_set():
+            raise _Cancelled
+
+        self._step("starting the queries")
+        self._start_queries(handle.spark)
+        self._set_state("running", f"running (Spark {handle.spark.version}, model {version})")
+
+    def _ensure_topics(self) -> None:
+        from rtfd.broker import client_config
+        from rtfd.broker.admin import TopicSpec, ensure_topics, topic_specs
+
+        by_default = {spec.name: spec for spec in topic_specs(self.settings)}
+        names = {
+            Topics.TRANSACTIONS: self.topics.transactions,
+            Topics.LABELS: self.topics.labels,
+            Topics.ALERTS: self.topics.alerts,
+            Topics.DLQ: self.topics.dlq,
+        }
+        specs = [
+            TopicSpec(names[d], spec.partitions, spec.config) for d, spec in by_default.items()
+        ]
+        ensure_topics(client_config(self.settings), specs)
+
+    def _kafka_options(self, topic: str, *, max_offsets: int | None) -> dict[str, str]:
+        from rtfd.broker import bootstrap_servers
+
+        opts = {
+            "kafka.bootstrap.servers": bootstrap_servers(self.settings),
+            "subscribe": topic,
+            "startingOffsets": "earliest",
+            # Retention may delete offsets the stream has not read yet (a long pause): go on
+            # from what is there rather than stopping the appliance.
+            "failOnDataLoss": "false",
+        }
+        if max_offsets is not None:
+            opts["maxOffsetsPerTrigger"] = str(max_offsets)
+        for k, v in self.settings.client.items():
+            opts[f"kafka.{k}"] = v
+        return opts
+
+    def _layout(self, checkpoint: Path) -> list[int]:
+        """The bucket values of this checkpoint (fixed at its creation)."""
+        from rtfd.stream.state import bucket_values
+
+        path = checkpoint / "rtfd" / "layout.json"
+        n = self.settings.stream_state_buckets
+        if path.exists():
+            stored = json.loads(path.read_text(encoding="utf-8"))
+            values = [int(v) for v in stored["buckets"]]
+            if len(values) != n:
+                raise ConfigError(
+                    f"setting stream_state_buckets: the checkpoint {checkpoint} was created with "
+                    f"{len(values)} buckets, not {n}; restore the setting or delete the checkpoint "
+                    "(the per-user state then starts empty)"
+                )
+            return values
+        values = bucket_values(n, self.settings.spark_shuffle_partitions)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps({"buckets": values, "partitions": self.settings.spark_shuffle_partitions}),
+            encoding="utf-8",
+        )
+        return values
+
+    def _start_queries(self, spark: Any) -> None:
+        from rtfd.broker import client_config
+        from rtfd.stream.batch import LabelSink, RiskTableProvider, TransactionSink
+        from rtfd.stream.progress import make_spark_listener
+        from rtfd.stream.scoring import ModelHolder
+        from rtfd.stream.sinks import KafkaPublisher
+        from rtfd.stream.state import apply_user_state
+        from rtfd.stream.validate import parse_records
+
+        s = self.settings
+        spark.conf.set("spark.sql.streaming.stopTimeout", str(STOP_TIMEOUT_MS))
+        publisher = KafkaPublisher(client_config(s))
+        with self._lock:
+            self._publisher = publisher
+        names: dict[str, str] = {}
+        spark.streams.addListener(make_spark_listener(self.hub, names, self._on_terminated))
+
+        risk = RiskTableProvider(s, clock=self._clock)
+        risk.refresh_now()
+        ck_tx = self.checkpoint_dir("transactions")
+        buckets = self._layout(ck_tx)
+        raw = (
+            spark.readStream.format("kafka")
+            .options(
+                **self._kafka_options(
+                    self.topics.transactions, max_offsets=s.stream_max_offsets_per_trigger
+                )
+            )
+            .load()
+        )
+        parsed = parse_records(
+            raw, TRANSACTION, max_future_s=s.stream_max_future_s, max_amount=s.stream_max_amount
+        )
+        scored_input = apply_user_state(
+            parsed, buckets=buckets, ttl_s=s.stream_state_ttl_hours * 3600.0
+        )
+        sink = TransactionSink(
+            s,
+            checkpoint=ck_tx,
+            alerts_topic=self.topics.alerts,
+            dlq_topic=self.topics.dlq,
+            publisher=publisher,
+            hub=self.hub,
+            models=ModelHolder(s),
+            risk=risk,
+            console=self._console_writer if self.console else None,
+            clock=self._clock,
+        )
+        writer = scored_input.writeStream.foreachBatch(sink).option(
+            "checkpointLocation", str(ck_tx)
+        )
+        if s.stream_trigger_s > 0:
+            writer = writer.trigger(processingTime=f"{s.stream_trigger_s} seconds")
+        q_tx = writer.queryName(f"rtfd-{self.topics.transactions}").start()
+        names[str(q_tx.id)] = "transactions"
+        with self._lock:
+            self._queries["transactions"] = q_tx
+
+        ck_lb = self.checkpoint_dir("labels")
+        raw_labels = (
+            spark.readStream.format("kafka")
+            .options(
+                **self._kafka_options(
+                    self.topics.labels, max_offsets=s.stream_max_offsets_per_trigger
+                )
+            )
+            .load()
+        )
+        labels = parse_records(
+            raw_labels, LABEL, max_future_s=s.stream_max_future_s, max_amount=s.stream_max_amount
+        )
+        label_sink = LabelSink(
+            s,
+            checkpoint=ck_lb,
+            dlq_topic=self.topics.dlq,
+            publisher=publisher,
+            hub=self.hub,
+            clock=self._clock,
+        )
+        q_lb = (
+            labels.writeStream.foreachBatch(label_sink)
+            .option("checkpointLocation", str(ck_lb))
+            .trigger(processingTime=f"{max(LABELS_TRIGGER_S, s.stream_trigger_s)} seconds")
+            .queryName(f"rtfd-{self.topics.labels}")
+            .start()
+        )
+        names[str(q_lb.id)] = "labels"
+        with self._lock:
+            self._queries["labels"] = q_lb
+
+    def _on_terminated(self, name: str, error: str | None) -> None:
+        if self._stop_requested.is_set():
+            return
+        first = (error or "stopped").strip().splitlines()[0][:300]
+        log.error("query %s terminated: %s", name, error)
+        self._set_state("failed", f"{name} query stopped: {first}")
+
+
+class _Cancelled(Exception):
+    """stop() was called while the runner was starting."""
+
+
+def _print_line(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
