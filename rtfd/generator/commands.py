@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     gen.add_argument("--topic", default=None, help="transactions topic (default: transactions)")
     gen.add_argument(
+        "--labels-topic", default=None, help="fraud labels topic (default: fraud_labels)"
+    )
+    gen.add_argument(
         "--history", type=float, default=None, metavar="DAYS", help="offline: simulate DAYS days"
     )
     gen.add_argument("--out", default=None, metavar="FILE", help="offline: Parquet file to write")
@@ -66,6 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rep.add_argument("--currency", default="USD", help="currency when the file has none")
     add_settings_flag(rep, "--label-delay", "generator_label_delay_s", "mean label delay, seconds")
     rep.add_argument("--topic", default=None, help="transactions topic (default: transactions)")
+    rep.add_argument(
+        "--labels-topic", default=None, help="fraud labels topic (default: fraud_labels)"
+    )
     rep.set_defaults(func=cmd_replay)
 
 
@@ -96,7 +102,11 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.generator.live import LiveGenerator
     from rtfd.schemas import Topics
 
-    gen = LiveGenerator(settings, topic=args.topic or Topics.TRANSACTIONS)
+    gen = LiveGenerator(
+        settings,
+        topic=args.topic or Topics.TRANSACTIONS,
+        labels_topic=args.labels_topic or Topics.LABELS,
+    )
     return _drive(gen, duration=args.duration, until_finished=False)
 
 
@@ -190,7 +200,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     gen = LiveGenerator(
         settings,
         topic=args.topic or Topics.TRANSACTIONS,
-        labels_topic=Topics.LABELS if source.has_labels else None,
+        labels_topic=(args.labels_topic or Topics.LABELS) if source.has_labels else None,
         rate=rate,
         source=source,
     )
