@@ -1,0 +1,188 @@
+"""What the TUI needs from the rest of rtfd, as small interfaces, and the real implementations.
+
+The app talks to the supervisor, the query service, the model registry and the alert consumer
+only through these shapes, so Pilot tests can swap any of them for a fake. The real modules are
+imported lazily: none of them is needed to draw the screen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from rtfd.tui.format import ModelRow, number
+
+if TYPE_CHECKING:
+    from rtfd.config import Settings
+    from rtfd.supervisor import ComponentStatus, Event
+
+log = logging.getLogger(__name__)
+
+
+class SupervisorLike(Protocol):
+    """The part of :class:`rtfd.supervisor.Supervisor` the TUI uses."""
+
+    settings: Settings
+    broker: Any
+    generator: Any
+    stream: Any
+
+    def subscribe(self, fn: Callable[[Event], None]) -> None: ...
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 15.0) -> None: ...
+    def toggle_generator(self) -> bool: ...
+    def set_generator_rate(self, rate: float) -> float: ...
+    def retrain(self, *, mode: str | None = None, algo: str | None = None) -> Any: ...
+    def statuses(self) -> dict[str, ComponentStatus]: ...
+    def model_summary(self, version: str | None = None) -> str: ...
+    def generator_summary(self) -> str: ...
+
+    @property
+    def training(self) -> bool: ...
+
+
+class QueryResultLike(Protocol):
+    """``rtfd.query.service.QueryResult``: capped rows plus the total row count."""
+
+    @property
+    def columns(self) -> list[str]: ...
+    @property
+    def rows(self) -> list[tuple[Any, ...]]: ...
+    @property
+    def row_count(self) -> int: ...
+    @property
+    def truncated(self) -> bool: ...
+    @property
+    def elapsed_s(self) -> float: ...
+
+
+class QueryBackend(Protocol):
+    """The read-only DuckDB service (``rtfd.query.service.QueryService``)."""
+
+    def run(self, sql: str, limit: int | None = None) -> QueryResultLike: ...
+    def examples(self) -> dict[str, str]: ...
+    def export_csv(self, sql: str, path: Path | str) -> int: ...
+    def close(self) -> None: ...
+
+
+class AlertFeedLike(Protocol):
+    """The consumer of ``fraud_alerts`` (``rtfd.tui.alerts.AlertFeed``)."""
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float = 3.0) -> None: ...
+
+
+AlertsCallback = Callable[[list[dict[str, Any]]], None]
+StateCallback = Callable[[bool, str], None]
+AlertFeedFactory = Callable[[dict[str, str], AlertsCallback, StateCallback], AlertFeedLike]
+
+
+def real_query_service(settings: Settings) -> QueryBackend:
+    from rtfd.query.service import QueryService
+
+    return QueryService(settings)
+
+
+def real_alert_feed(
+    config: dict[str, str], on_alerts: AlertsCallback, on_state: StateCallback
+) -> AlertFeedLike:
+    from rtfd.tui.alerts import AlertFeed
+
+    return AlertFeed(config, on_alerts, on_state)
+
+
+@dataclass(frozen=True)
+class ModelCatalog:
+    """The registry's versions, newest first, and the live one."""
+
+    rows: list[ModelRow] = field(default_factory=list)
+    current: str | None = None
+    summary: str = ""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _version_names(registry: Any, models_dir: Path) -> list[str]:
+    for name in ("versions", "list_versions", "list"):
+        fn = getattr(registry, name, None)
+        if callable(fn):
+            items = list(fn())
+            return [str(getattr(i, "version", i)) for i in items]
+    if not models_dir.is_dir():
+        return []
+    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
+
+
+def _describe(registry: Any, version: str, models_dir: Path) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    describe = getattr(registry, "describe", None)
+    if callable(describe):
+        try:
+            raw = describe(version)
+            info = dict(raw) if isinstance(raw, Mapping) else dict(vars(raw))
+        except Exception as e:  # one unreadable version must not hide the others
+            info = {"note": getattr(e, "message", str(e))}
+    vdir = models_dir / version
+    if "metrics" not in info:
+        info["metrics"] = _read_json(vdir / "metrics.json")
+    if "threshold" not in info or "mode" not in info:
+        thr = _read_json(vdir / "threshold.json")
+        info.setdefault("threshold", thr.get("threshold"))
+        info.setdefault("mode", thr.get("mode"))
+    return info
+
+
+def load_model_catalog(settings: Settings) -> ModelCatalog:
+    """Read every version's metadata from the registry (blocking: call from a worker)."""
+    from rtfd.ml.registry import Registry
+
+    models_dir = settings.models_dir
+    registry = Registry(models_dir)
+    current = registry.current()
+    rows = []
+    for version in sorted(_version_names(registry, models_dir), reverse=True):
+        info = _describe(registry, version, models_dir)
+        metrics = info.get("metrics")
+        created = info.get("created_at") or info.get("created") or info.get("trained_at") or "-"
+        rows.append(
+            ModelRow(
+                version=version,
+                live=version == current,
+                algo=str(info.get("algo") or "-"),
+                mode=str(info.get("mode") or "-"),
+                threshold=number(info.get("threshold")),
+                metrics=metrics if isinstance(metrics, Mapping) else {},
+                created=str(created)[:19].replace("T", " "),
+                note=str(info.get("note", "")),
+            )
+        )
+    return ModelCatalog(rows, current)
+
+
+def rollback_model(settings: Settings) -> str | None:
+    """Make the previous version live again; returns the now-live version."""
+    from rtfd.ml.registry import Registry
+
+    registry = Registry(settings.models_dir)
+    result = registry.rollback()
+    return str(result) if isinstance(result, str) else registry.current()
+
+
+@dataclass
+class Services:
+    """Factories of everything the app reaches besides the supervisor (tests replace them)."""
+
+    query_service: Callable[[Settings], QueryBackend] = real_query_service
+    alert_feed: AlertFeedFactory | None = real_alert_feed
+    model_catalog: Callable[[Settings], ModelCatalog] = load_model_catalog
+    rollback: Callable[[Settings], str | None] = rollback_model

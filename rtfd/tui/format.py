@@ -1,0 +1,205 @@
+"""Pure formatting helpers of the TUI: numbers, durations, score colours, record fields.
+
+No textual import here (rich only), so these are unit-testable and reusable by the headless CLI.
+Records from other components (the stream's progress, the registry's metadata, alert JSON) are
+read defensively: a missing or oddly typed field shows as "-", never as a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+
+#: Rates the +/- keys step through (tx/s): a ladder is easier to use than fixed increments.
+RATE_STEPS: tuple[float, ...] = (
+    1, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000,
+)  # fmt: skip
+
+NA = "-"
+
+
+def field(record: Any, name: str, default: Any = None) -> Any:
+    """``record.name`` or ``record[name]``; ``default`` when absent (records are duck-typed)."""
+    if record is None:
+        return default
+    if isinstance(record, Mapping):
+        return record.get(name, default)
+    return getattr(record, name, default)
+
+
+def number(value: Any) -> float | None:
+    """A finite float, or None for anything else (None, NaN, text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_int(value: Any) -> str:
+    """1234567 -> '1,234,567'."""
+    f = number(value)
+    return NA if f is None else f"{round(f):,}"
+
+
+def fmt_rate(value: Any, unit: str = "/s") -> str:
+    """Rows or transactions per second, compact: '850/s', '12.3k/s'."""
+    f = number(value)
+    if f is None:
+        return NA
+    if abs(f) >= 10_000:
+        return f"{f / 1000:.1f}k{unit}"
+    if abs(f) >= 100:
+        return f"{f:,.0f}{unit}"
+    return f"{f:.1f}{unit}"
+
+
+def fmt_ms(value: Any) -> str:
+    """A duration in milliseconds: '850 ms', '1.25 s', '2m05s'."""
+    f = number(value)
+    if f is None:
+        return NA
+    if f < 1000:
+        return f"{f:.0f} ms"
+    if f < 60_000:
+        return f"{f / 1000:.2f} s"
+    s = int(f // 1000)
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def fmt_amount(value: Any) -> str:
+    f = number(value)
+    return NA if f is None else f"{f:,.2f}"
+
+
+def fmt_score(value: Any) -> str:
+    f = number(value)
+    return NA if f is None else f"{f:.3f}"
+
+
+def fmt_metric(value: Any) -> str:
+    f = number(value)
+    return NA if f is None else f"{f:.3f}"
+
+
+def fmt_time(value: Any) -> str:
+    """An ISO timestamp, datetime or epoch seconds -> 'HH:MM:SS' (UTC); '-' if unreadable."""
+    ts: datetime | None = None
+    if isinstance(value, datetime):
+        ts = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, str):
+        from rtfd.schemas import parse_timestamp
+
+        ts = parse_timestamp(value)
+    elif number(value) is not None:
+        seconds = float(value)
+        if seconds > 1e11:  # epoch milliseconds
+            seconds /= 1000
+        ts = datetime.fromtimestamp(seconds, tz=UTC)
+    return ts.astimezone(UTC).strftime("%H:%M:%S") if ts else NA
+
+
+def score_style(score: Any, threshold: float | None) -> str:
+    """Style of a score cell: red at or above the alert threshold, amber near it, green below."""
+    f = number(score)
+    if f is None:
+        return "dim"
+    thr = threshold if threshold is not None else 0.5
+    if f >= thr:
+        return "bold red"
+    if f >= thr * 0.5:
+        return "yellow"
+    return "green"
+
+
+def score_text(score: Any, threshold: float | None) -> Text:
+    """The score as a coloured, right-aligned cell."""
+    return Text(fmt_score(score), style=score_style(score, threshold), justify="right")
+
+
+def next_rate(current: float, up: bool) -> float:
+    """The next step of :data:`RATE_STEPS` above (``up``) or below the current rate."""
+    if up:
+        return next((r for r in RATE_STEPS if r > current * 1.0001), RATE_STEPS[-1])
+    return next((r for r in reversed(RATE_STEPS) if r < current * 0.9999), RATE_STEPS[0])
+
+
+def stream_summary(progress: Any) -> str:
+    """'1,980/s · batch 850 ms · lag 0 · p99 1.20 s' from the stream's progress record."""
+    rate = field(progress, "processed_rows_per_s")
+    if number(rate) is None:
+        rate = field(progress, "input_rows_per_s")
+    parts = [
+        fmt_rate(rate),
+        f"batch {fmt_ms(field(progress, 'batch_duration_ms'))}",
+        f"lag {fmt_int(field(progress, 'lag'))}",
+        f"p99 {fmt_ms(field(progress, 'latency_p99_ms'))}",
+    ]
+    return " · ".join(parts)
+
+
+def parse_alert(value: bytes | str | None) -> dict[str, Any] | None:
+    """An alert message value decoded from JSON; None when it is not a JSON object."""
+    if value is None:
+        return None
+    try:
+        obj = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def reasons_text(reasons: Any) -> str:
+    """An alert's reasons (a list of phrases) as one line."""
+    if isinstance(reasons, str):
+        return reasons
+    if isinstance(reasons, Sequence):
+        return "; ".join(str(r) for r in reasons)
+    return ""
+
+
+def cell(value: Any) -> str | Text:
+    """A query result value as a DataTable cell: numbers right-aligned, NULL dimmed."""
+    if value is None:
+        return Text("NULL", style="dim italic")
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return Text(f"{value:,}", justify="right")
+    if isinstance(value, float):
+        text = f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+        return Text(text, justify="right")
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="milliseconds")
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model version as the model panel shows it."""
+
+    version: str
+    live: bool
+    algo: str = NA
+    mode: str = NA
+    threshold: float | None = None
+    metrics: Mapping[str, Any] | None = None
+    created: str = NA
+    note: str = ""
+
+    def metric(self, *names: str) -> Any:
+        """The first of ``names`` present in the metrics (registries name them differently)."""
+        for name in names:
+            value = (self.metrics or {}).get(name)
+            if value is not None:
+                return value
+        return None

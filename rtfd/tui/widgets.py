@@ -1,0 +1,185 @@
+"""Small widgets of the console: status bar, training bar, charts and the live tables."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Label, ProgressBar, Sparkline, Static
+
+from rtfd.tui.format import (
+    field,
+    fmt_amount,
+    fmt_time,
+    number,
+    reasons_text,
+    score_text,
+)
+
+STATES = ("starting", "running", "degraded", "stopped", "failed")
+
+
+class Badge(Static):
+    """One component in the status bar, coloured by its state."""
+
+    def __init__(self, label: str, *, id: str) -> None:
+        super().__init__(f"{label} …", id=id, classes="badge -stopped", markup=False)
+        self.label = label
+        self.state = "stopped"
+        self.text = ""
+
+    def show(self, state: str, text: str) -> None:
+        """Set the state (a class for the colour) and the text after the label."""
+        self.state = state
+        self.text = text
+        for s in STATES:
+            self.set_class(s == state, f"-{s}")
+        marker = {"failed": "✖ ", "starting": "◌ ", "degraded": "▲ "}.get(state, "")
+        self.update(Text.assemble((f"{self.label} ", "bold"), marker, text))
+
+
+class StatusBar(Vertical):
+    """Two rows: broker · generator · model, then stream · dead letters."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.badges = {
+            name: Badge(label, id=f"badge-{name}")
+            for name, label in (
+                ("broker", "broker"),
+                ("generator", "generator"),
+                ("stream", "stream"),
+                ("model", "model"),
+                ("dlq", "DLQ"),
+            )
+        }
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="status-row"):
+            yield self.badges["broker"]
+            yield self.badges["generator"]
+            yield self.badges["model"]
+        with Horizontal(classes="status-row"):
+            yield self.badges["stream"]
+            yield self.badges["dlq"]
+
+    def badge(self, name: str) -> Badge:
+        return self.badges[name]
+
+
+class TrainingBar(Horizontal):
+    """Shown while a model trains (bootstrap at start or a retrain): phase and progress."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.phase = Label("training", id="training-phase")
+        self.bar = ProgressBar(total=100, show_eta=False, id="training-progress")
+
+    def compose(self) -> ComposeResult:
+        yield self.phase
+        yield self.bar
+
+    def show_progress(self, fraction: float, phase: str) -> None:
+        self.display = True
+        pct = max(0.0, min(1.0, fraction)) * 100
+        self.phase.update(f"training: {phase}")
+        self.bar.update(progress=pct)
+
+    def hide(self) -> None:
+        self.display = False
+
+
+class MetricChart(Vertical):
+    """A titled sparkline over the last few minutes of one metric."""
+
+    def __init__(
+        self,
+        title: str,
+        fmt: Callable[[Any], str],
+        *,
+        history: int = 300,
+        id: str | None = None,
+    ) -> None:
+        super().__init__(id=id, classes="chart")
+        self.title = title
+        self.fmt = fmt
+        self.values: deque[float] = deque(maxlen=history)
+        self.label = Label(f"{title}  -", classes="chart-title")
+        self.sparkline = Sparkline([], summary_function=max)
+
+    def compose(self) -> ComposeResult:
+        yield self.label
+        yield self.sparkline
+
+    def push(self, *values: Any) -> None:
+        """Append samples (non-numbers are skipped) and redraw once."""
+        added = False
+        for value in values:
+            f = number(value)
+            if f is not None:
+                self.values.append(f)
+                added = True
+        if not added:
+            return
+        self.sparkline.data = list(self.values)
+        last, peak = self.values[-1], max(self.values)
+        self.label.update(
+            Text.assemble(
+                (self.title, "bold"), f"  {self.fmt(last)}", (f"  · max {self.fmt(peak)}", "dim")
+            )
+        )
+
+
+class ScoredTable(DataTable[Any]):
+    """The newest scored transactions, newest first; the whole table is redrawn per update."""
+
+    COLUMNS = ("time", "transaction", "user", "amount", "score", "flag", "model")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
+
+    def show_rows(self, rows: Iterable[Mapping[str, Any]], threshold: float | None) -> None:
+        self.clear()
+        for row in rows:
+            flagged = bool(field(row, "is_fraud"))
+            self.add_row(
+                fmt_time(field(row, "timestamp")),
+                str(field(row, "transaction_id", "-"))[:14],
+                str(field(row, "user_id", "-")),
+                Text(fmt_amount(field(row, "amount")), justify="right"),
+                score_text(field(row, "fraud_score"), threshold),
+                Text("ALERT", style="bold red") if flagged else "",
+                str(field(row, "model_version", "-")),
+            )
+
+
+class AlertsTable(DataTable[Any]):
+    """The alerts read from the fraud_alerts topic, newest first, with their reasons."""
+
+    COLUMNS = ("time", "user", "amount", "score", "model", "reasons")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for name in self.COLUMNS:
+            self.add_column(name, key=name)
+
+    def show_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+        self.clear()
+        for alert in alerts:
+            threshold = number(field(alert, "threshold"))
+            self.add_row(
+                fmt_time(field(alert, "timestamp")),
+                str(field(alert, "user_id", "-")),
+                Text(fmt_amount(field(alert, "amount")), justify="right"),
+                score_text(field(alert, "fraud_score"), threshold),
+                str(field(alert, "model_version", "-")),
+                reasons_text(field(alert, "reasons")),
+            )
