@@ -31,7 +31,7 @@ from rtfd.generator.population import (
     CATEGORY_INDEX,
     ONLINE,
     Population,
-    _inverse_cdf_rows,
+    inverse_cdf_rows,
 )
 
 DAY_S = 86_400.0
@@ -216,7 +216,7 @@ def start_trips(
     near_cdf, any_cdf = cdfs
     near = rng.random(len(go)) < params.trip_near_share
     u = rng.random(len(go))
-    dest = np.where(near, _inverse_cdf_rows(near_cdf[home], u), _inverse_cdf_rows(any_cdf[home], u))
+    dest = np.where(near, inverse_cdf_rows(near_cdf[home], u), inverse_cdf_rows(any_cdf[home], u))
     days = np.clip(
         rng.lognormal(np.log(params.trip_days_median), params.trip_days_sigma, len(go)),
         *params.trip_days_range,

@@ -46,7 +46,7 @@ from rtfd.generator.population import (
     CATEGORY_INDEX,
     ONLINE,
     Population,
-    _inverse_cdf_rows,
+    inverse_cdf_rows,
 )
 
 FRAUD_TYPES = (
@@ -364,7 +364,7 @@ class FraudModel:
             return Batch.empty()
         anchor = rng.integers(0, len(legit), n_ep)
         victim_ep = legit.user[anchor]
-        far_city = _inverse_cdf_rows(self.far_cdf[legit.city[anchor]], rng.random(n_ep))
+        far_city = inverse_cdf_rows(self.far_cdf[legit.city[anchor]], rng.random(n_ep))
         first_t = legit.t[anchor] + rng.uniform(*p.ato_first_delay_s, n_ep)
         n_hv = p.ato_min_purchases + np.minimum(
             rng.poisson(p.ato_extra_mean, n_ep), p.ato_max_purchases - p.ato_min_purchases

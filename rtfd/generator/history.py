@@ -81,7 +81,7 @@ def simulate_history(
     start: datetime | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
-    """Simulate ``days`` of card traffic from ``start`` (default 2026-01-01 UTC).
+    """Simulate ``days`` of card traffic from ``start`` (default 2026-01-01 UTC; naive = UTC).
 
     Returns a frame sorted by timestamp with the TRANSACTION fields (timestamp as tz-aware UTC
     ``datetime64[ms]``), ``label`` (int8, 1 = fraud) and ``fraud_type`` (None for legitimate).
@@ -89,7 +89,10 @@ def simulate_history(
     """
     if days <= 0:
         raise ValueError("days must be > 0")
-    begin = (start or DEFAULT_START).timestamp()
+    first = start or DEFAULT_START
+    if first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)  # naive means UTC, as everywhere in rtfd
+    begin = first.timestamp()
     end = begin + days * DAY_S
     sim = Simulator.create(seed=seed, users=users, merchants=merchants, fraud_rate=fraud_rate)
     batches = []

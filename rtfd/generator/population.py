@@ -130,11 +130,11 @@ class Population:
 
     def sample_categories(self, users: np.ndarray, u: np.ndarray) -> np.ndarray:
         """A category from each user's own mix."""
-        return _inverse_cdf_rows(self.cat_cum[users], u)
+        return inverse_cdf_rows(self.cat_cum[users], u)
 
     def sample_usual(self, users: np.ndarray, u: np.ndarray) -> np.ndarray:
         """One of each user's usual merchants, by preference."""
-        k = _inverse_cdf_rows(self.usual_cum[users], u)
+        k = inverse_cdf_rows(self.usual_cum[users], u)
         return self.usual[users, k]
 
     def expected_tx_per_day(self, followups_per_event: float) -> float:
@@ -187,7 +187,7 @@ def _sample_merchants(
     return out
 
 
-def _inverse_cdf_rows(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
+def inverse_cdf_rows(cum: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Row-wise inverse CDF: the first column whose cumulative probability exceeds ``u``."""
     k = (cum < u[:, None]).sum(axis=1)
     return np.minimum(k, cum.shape[1] - 1)
@@ -271,7 +271,7 @@ def build_population(
     k_u = np.clip(rng.poisson(p.usual_merchants_mean - 3, users) + 3, 3, MAX_USUAL)
     usual = np.full((users, MAX_USUAL), -1, dtype=np.int64)
     for k in range(MAX_USUAL):
-        cat = _inverse_cdf_rows(cat_cum, rng.random(users))
+        cat = inverse_cdf_rows(cat_cum, rng.random(users))
         m = _sample_merchants(by_city_cat, by_city, geo.n, home, cat, rng.random(users))
         usual[:, k] = np.where(k < k_u, m, -1)
     pref = np.where(usual >= 0, 1.0 / (np.arange(MAX_USUAL) + 1.0) ** 0.9, 0.0)

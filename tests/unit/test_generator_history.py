@@ -292,3 +292,11 @@ def test_tiny_populations_work() -> None:
     df = simulate_history(2, users=20, merchants=3, fraud_rate=0.05)
     assert len(df) > 0
     assert df["transaction_id"].is_unique
+
+
+def test_a_naive_start_is_utc() -> None:
+    from datetime import datetime
+
+    df = simulate_history(0.5, users=200, merchants=40, start=datetime(2026, 2, 1))
+    assert df["timestamp"].min() >= pd.Timestamp("2026-02-01", tz="UTC")
+    assert df["timestamp"].max() < pd.Timestamp("2026-02-01 12:00", tz="UTC")
