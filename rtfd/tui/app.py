@@ -282,9 +282,7 @@ class RtfdApp(App[int]):
         changed = old is None or old.state != status.state
         if status.state == State.FAILED and changed:
             self._last_failure_toast = time.monotonic()
-            self.notify(
-                status.detail or "failed", title=f"{status.name} failed", severity="error"
-            )
+            self.notify(status.detail or "failed", title=f"{status.name} failed", severity="error")
         if status.name == "broker" and status.state == State.RUNNING:
             self._start_alert_feed()
         if status.name == "model" and status.state == State.RUNNING:

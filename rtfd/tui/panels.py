@@ -78,9 +78,7 @@ class LivePanel(Vertical):
         self.scored_total += len(new)
         self.scored.extendleft(new)
         self.scored_table.show_rows(self.scored, self.threshold)
-        self.scored_title.update(
-            f"Scored transactions · newest first · {self.scored_total:,} seen"
-        )
+        self.scored_title.update(f"Scored transactions · newest first · {self.scored_total:,} seen")
 
     def add_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> int:
         """Add alerts, dropping replays of one already shown (same alert_id); returns live ones."""

@@ -41,7 +41,7 @@ def _forget_alert_feeds() -> Iterator[None]:
 
 
 async def wait_for(
-    pilot: Pilot[object], predicate: Callable[[], object], what: str, timeout: float = 5.0
+    pilot: Pilot[Any], predicate: Callable[[], object], what: str, timeout: float = 5.0
 ) -> None:
     """Let the app run until ``predicate()`` is true; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -89,7 +89,7 @@ async def test_a_saved_query_loads_into_the_editor_and_runs(
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: panel.last_sql, "the result")
         assert app.query_one("#sql", TextArea).text.startswith("SELECT floor(fraud_score")
-        assert panel.last_sql.startswith("SELECT floor(fraud_score")
+        assert (panel.last_sql or "").startswith("SELECT floor(fraud_score")
 
 
 async def test_ctrl_s_exports_the_last_result_to_csv(
