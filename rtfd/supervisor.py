@@ -224,12 +224,26 @@ class Supervisor:
         try:
             if self.stream is None:
                 self.stream = StreamRunner(self.settings, console=self.console)
-                self.stream.add_listener(lambda p: self._emit(StreamProgressEvent(p)))
-            self.stream.start()
+                self.stream.add_listener(self._on_stream_progress)
+                self.stream.add_state_listener(self._on_stream_state)
+            self.stream.start()  # returns at once; the state listener reports the rest
         except RtfdError as e:
             self._set("stream", State.FAILED, e.message)
-            return
-        self._set("stream", State.RUNNING, "query running")
+
+    def _on_stream_progress(self, progress: Any) -> None:
+        # The label-ingest query reports too; the status bar is about transactions.
+        if getattr(progress, "query", "transactions") == "transactions":
+            self._emit(StreamProgressEvent(progress))
+
+    def _on_stream_state(self, runner_state: Any) -> None:
+        mapping = {
+            "starting": State.STARTING,
+            "running": State.RUNNING,
+            "failed": State.FAILED,
+            "stopped": State.STOPPED,
+            "idle": State.STOPPED,
+        }
+        self._set("stream", mapping.get(runner_state.phase, State.DEGRADED), runner_state.reason)
 
     def _start_generator(self) -> None:
         from rtfd.generator.live import LiveGenerator
@@ -358,7 +372,8 @@ class Supervisor:
         stream = self.stream
         if stream is None:
             return
-        state, reason = stream.state
+        current = stream.state
+        state, reason = current.phase, current.reason
         if state == "failed":
             self._set("stream", State.FAILED, reason)
             restarts = self._restarts["stream"]
@@ -367,7 +382,7 @@ class Supervisor:
                 self._emit(Notice("warning", f"stream failed ({reason}); restarting"))
                 self._start_stream()
         elif state == "running" and self._statuses["stream"].state != State.RUNNING:
-            self._set("stream", State.RUNNING, "query running")
+            self._set("stream", State.RUNNING, reason or "query running")
 
     def _check_generator(self) -> None:
         gen = self.generator
