@@ -111,7 +111,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) -> int:
-    """Run a generator in the foreground with a status line until done, --duration or Ctrl-C."""
+    """Run a generator in the foreground with a status line until done, --duration or Ctrl-C
+    (SIGTERM too: a supervisor stopping the command gets the same clean, flushed stop)."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
     gen.start()
     started = time.monotonic()
     last = 0.0
