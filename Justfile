@@ -63,3 +63,7 @@ bench: install
 # Check the machine (Python, Java, Docker, ports, dirs, cached jars)
 doctor: install
     {{bin}}/rtfd doctor
+
+# Chaos campaign: kill -9 the stream and the broker under load, audit, rewrite docs/reliability.md
+chaos: install
+    {{bin}}/python scripts/chaos.py
