@@ -202,3 +202,23 @@ def test_start_refuses_a_missing_topic(broker_settings: Settings) -> None:
     with pytest.raises(BrokerError, match="does not exist"):
         gen.start()
     assert not gen.running
+
+
+def test_cli_replay_of_a_csv_file(
+    broker_settings: Settings, topics: tuple[str, str], tmp_path: Path
+) -> None:
+    tx_topic, label_topic = topics
+    history = simulate_history(0.5, users=300, merchants=60, fraud_rate=0.05, seed=11)
+    path = tmp_path / "h.csv"
+    history.drop(columns=["currency", "channel"]).to_csv(path, index=False)
+    args = ["--bootstrap-servers", broker_settings.broker_bootstrap_servers, "replay", str(path)]
+    args += ["--as-fast-as-possible", "--retime", "--label-delay", "0.1"]
+    args += ["--topic", tx_topic, "--labels-topic", label_topic, "--currency", "EUR"]
+    assert main(args) == 0
+    assert topic_size(broker_settings, tx_topic) == len(history)
+    assert topic_size(broker_settings, label_topic) == int(history["label"].sum())
+    now = datetime.now(UTC)
+    for _, value, _ in consume(broker_settings, tx_topic, len(history)):
+        record = TRANSACTION.validate(json.loads(value), now=now)
+        assert record["currency"] == "EUR"
+        assert (now - record["timestamp"]).total_seconds() < 120  # retimed to the wall clock
