@@ -16,7 +16,8 @@ How exactness is kept between the two drivers:
   same function on arrays of length one. Hour sin/cos come from a fixed table.
 
 State is bounded. A user's history is forgotten after ``ttl_s`` without a transaction (event
-time), as is a (user, city) or (user, merchant) pair not seen for ``ttl_s``; the recent-event
+time), as is a (user, key) pair — key = city, merchant, channel or 3-hour slot of the day — not
+seen for ``ttl_s``; the recent-event
 buffer behind the velocity windows keeps at most ``max_events`` events (default 200) from the
 last 7 days. The cap is part of the definition: ``count_7d`` of a user with more than 200 prior
 transactions in 7 days is 200, in both drivers. :meth:`KernelState.evict` frees users that are
@@ -62,6 +63,11 @@ MIN_GAP_S = 60.0  # travel speed divides by at least one minute, so two taps do 
 STD_FLOOR = 1.0  # z-scores of users who always pay the same amount stay finite
 Z_CLIP = 50.0
 EARTH_RADIUS_KM = 6371.0088
+
+# The (user, key) histories the kernel keeps: key = city, merchant, channel, 3-hour UTC slot.
+PAIR_KINDS = ("city", "merchant", "channel", "hour")
+HOUR_SLOT_MS = 3 * 3_600_000
+_SLOTS = np.array([str(i) for i in range(8)], dtype=object)
 
 _MINUTES = np.arange(1440, dtype=np.float64)
 _SIN_TABLE = np.sin(2.0 * np.pi * _MINUTES / 1440.0)
@@ -163,19 +169,22 @@ class _Raw:
     counts: np.ndarray  # (4, N)
     sums_c: np.ndarray  # (4, N)
     gap_ms: np.ndarray
-    has_city: np.ndarray
-    city_c: np.ndarray
+    prior: dict[str, np.ndarray]  # prior count of the row's (user, key) pair, per PAIR_KINDS
+    has_key: dict[str, np.ndarray]  # the row has a key of that kind (city, channel are optional)
+    channel: np.ndarray  # 0 = other or missing, 1 = online, 2 = atm
     lat: np.ndarray
     lon: np.ndarray
     prev_lat: np.ndarray
     prev_lon: np.ndarray
-    merchant_c: np.ndarray
 
 
 def _finish(raw: _Raw, config: KernelConfig) -> dict[str, np.ndarray]:
     """Every user feature from the raw quantities: the only floating-point formulas."""
-    minute = (raw.t_ms // 60_000) % 1440
-    dow = (raw.t_ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
+    # Local solar time: the longitude's time zone, whole hours (UTC without a longitude).
+    shift = np.where(np.isfinite(raw.lon), np.rint(np.nan_to_num(raw.lon) / 15.0), 0.0)
+    local_ms = raw.t_ms + shift.astype(_I64) * 3_600_000
+    minute = (local_ms // 60_000) % 1440
+    dow = (local_ms // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday
     has = raw.n > 0
     nf = raw.n.astype(np.float64)
     n_safe = np.maximum(nf, 1.0)
@@ -209,6 +218,7 @@ def _finish(raw: _Raw, config: KernelConfig) -> dict[str, np.ndarray]:
         "day_of_week": dow.astype(np.float64),
         "is_night": (minute < 360).astype(np.float64),
         "is_weekend": (dow >= 5).astype(np.float64),
+        "hour_share": np.where(has, raw.prior["hour"].astype(np.float64) / n_safe, 1.0),
         "amount_log1p": np.log1p(raw.amount),
         "amount_zscore": np.where(raw.n >= 2, z, 0.0),
         "amount_ratio": np.where(has, raw.amount / np.maximum(mean, 0.01), 1.0),
@@ -219,13 +229,20 @@ def _finish(raw: _Raw, config: KernelConfig) -> dict[str, np.ndarray]:
     for k, suffix in enumerate(WINDOW_SUFFIXES):
         out[f"sum_{suffix}"] = raw.sums_c[k].astype(np.float64) / 100.0
     out["seconds_since_prev"] = np.where(has, gap_s, float(config.ttl_s))
-    city_known = has & raw.has_city
-    out["city_share"] = np.where(city_known, raw.city_c.astype(np.float64) / n_safe, 1.0)
-    out["first_time_city"] = (city_known & (raw.city_c == 0)).astype(np.float64)
+    city_c = raw.prior["city"]
+    city_known = has & raw.has_key["city"]
+    out["city_share"] = np.where(city_known, city_c.astype(np.float64) / n_safe, 1.0)
+    out["first_time_city"] = (city_known & (city_c == 0)).astype(np.float64)
     out["distance_prev_km"] = dist
     out["travel_speed_kmh"] = dist / np.maximum(gap_s, MIN_GAP_S) * 3600.0
-    out["merchant_user_count"] = raw.merchant_c.astype(np.float64)
-    out["first_time_merchant"] = (has & (raw.merchant_c == 0)).astype(np.float64)
+    out["merchant_user_count"] = raw.prior["merchant"].astype(np.float64)
+    out["first_time_merchant"] = (has & (raw.prior["merchant"] == 0)).astype(np.float64)
+    out["channel_online"] = (raw.channel == 1).astype(np.float64)
+    out["channel_atm"] = (raw.channel == 2).astype(np.float64)
+    channel_known = has & raw.has_key["channel"]
+    out["channel_share"] = np.where(
+        channel_known, raw.prior["channel"].astype(np.float64) / n_safe, 1.0
+    )
     return out
 
 
@@ -257,10 +274,13 @@ class UserState:
     last_lon: float = math.nan
     events: list[tuple[int, int]] = field(default_factory=list)
     """(event time ms, cents) of recent transactions, oldest first."""
-    cities: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """city -> (transactions, last event time ms)."""
-    merchants: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """merchant_id -> (transactions, last event time ms)."""
+    pairs: dict[str, dict[str, tuple[int, int]]] = field(
+        default_factory=lambda: {kind: {} for kind in PAIR_KINDS}
+    )
+    """For each of :data:`PAIR_KINDS`: key -> (transactions, last event time ms)."""
+
+
+_CHANNEL_CODES = {"online": 1, "atm": 2}
 
 
 def _text(value: Any) -> str | None:
@@ -315,8 +335,14 @@ def step(
         entry = table.get(key) if key is not None else None
         return 0 if entry is None or te - entry[1] > ttl else entry[0]
 
-    city = _text(txn.get("location"))
     merchant = str(txn["merchant_id"])
+    channel = _text(txn.get("channel"))
+    keys = {
+        "city": _text(txn.get("location")),
+        "merchant": merchant,
+        "channel": channel,
+        "hour": str((t % 86_400_000) // HOUR_SLOT_MS),
+    }
     lat, lon = _coord(txn.get("lat")), _coord(txn.get("lon"))
 
     def arr(v: Any, dtype: Any = _I64) -> np.ndarray:
@@ -332,13 +358,13 @@ def step(
         counts=np.array(counts, dtype=_I64).reshape(4, 1),
         sums_c=np.array(sums, dtype=_I64).reshape(4, 1),
         gap_ms=arr(te - s.last_te if s.last_te is not None else 0),
-        has_city=arr(city is not None, bool),
-        city_c=arr(prior(s.cities, city)),
+        prior={kind: arr(prior(s.pairs[kind], keys[kind])) for kind in PAIR_KINDS},
+        has_key={kind: arr(keys[kind] is not None, bool) for kind in PAIR_KINDS},
+        channel=arr(_CHANNEL_CODES.get(channel or "", 0)),
         lat=arr(lat, np.float64),
         lon=arr(lon, np.float64),
         prev_lat=arr(s.last_lat, np.float64),
         prev_lon=arr(s.last_lon, np.float64),
-        merchant_c=arr(prior(s.merchants, merchant)),
     )
     feats = _finish(raw, config)
     feats.update(
@@ -365,8 +391,7 @@ def step(
         last_lat=lat,
         last_lon=lon,
         events=events[-config.max_events :],
-        cities=touched(s.cities, city),
-        merchants=touched(s.merchants, merchant),
+        pairs={kind: touched(s.pairs[kind], keys[kind]) for kind in PAIR_KINDS},
     )
     return new, {name: float(feats[name][0]) for name in FEATURE_NAMES}
 
@@ -392,7 +417,8 @@ class KernelState:
 
     * users: ``uid`` and the per-user accumulators (:data:`_USER_COLS`, ``last_lat``/``last_lon``);
     * events: ``u`` (row in users), ``te``, ``c`` — the bounded recent-event buffers;
-    * cities / merchants: ``u``, ``key``, ``count``, ``last`` — the (user, key) histories.
+    * pairs[kind] for each of :data:`PAIR_KINDS`: ``u``, ``key``, ``count``, ``last`` — the
+      (user, key) histories.
     """
 
     def __init__(self, config: KernelConfig = DEFAULT_CONFIG) -> None:
@@ -408,8 +434,7 @@ class KernelState:
             "te": np.zeros(0, _I64),
             "c": np.zeros(0, _I64),
         }
-        self.cities = _empty_pairs()
-        self.merchants = _empty_pairs()
+        self.pairs: dict[str, dict[str, np.ndarray]] = {k: _empty_pairs() for k in PAIR_KINDS}
         self._index: pd.Index | None = None
 
     def __len__(self) -> int:
@@ -417,8 +442,9 @@ class KernelState:
 
     def __repr__(self) -> str:
         return (
-            f"KernelState(users={len(self)}, events={len(self.events['te'])}, "
-            f"cities={len(self.cities['u'])}, merchants={len(self.merchants['u'])})"
+            f"KernelState(users={len(self)}, events={len(self.events['te'])}"
+            + "".join(f", {k}={len(v['u'])}" for k, v in self.pairs.items())
+            + ")"
         )
 
     def index(self) -> pd.Index:
@@ -458,8 +484,7 @@ class KernelState:
                     self.events["te"][ev][order], self.events["c"][ev][order], strict=True
                 )
             ],
-            cities=pairs(self.cities),
-            merchants=pairs(self.merchants),
+            pairs={kind: pairs(table) for kind, table in self.pairs.items()},
         )
 
     @classmethod
@@ -481,11 +506,11 @@ class KernelState:
             "c": np.array([e[1] for _, s in items for e in s.events], dtype=_I64),
         }
 
-        def pairs(attr: str) -> dict[str, np.ndarray]:
+        def pairs(kind: str) -> dict[str, np.ndarray]:
             rows = [
                 (i, k, c, t)
                 for i, (_, s) in enumerate(items)
-                for k, (c, t) in getattr(s, attr).items()
+                for k, (c, t) in s.pairs[kind].items()
             ]
             return {
                 "u": np.array([r[0] for r in rows], dtype=_I64),
@@ -494,8 +519,7 @@ class KernelState:
                 "last": np.array([r[3] for r in rows], dtype=_I64),
             }
 
-        out.cities = pairs("cities")
-        out.merchants = pairs("merchants")
+        out.pairs = {kind: pairs(kind) for kind in PAIR_KINDS}
         return out
 
     # -- bounding -------------------------------------------------------------------------
@@ -510,12 +534,6 @@ class KernelState:
         keep = self.users["last_te"] >= cutoff
         removed = int((~keep).sum())
         ev_keep = self.events["te"] > now_ms - MAX_WINDOW_MS
-        self._subset(keep, ev_keep, self.cities["last"] >= cutoff, self.merchants["last"] >= cutoff)
-        return removed
-
-    def _subset(
-        self, keep: np.ndarray, ev_keep: np.ndarray, city_keep: np.ndarray, merch_keep: np.ndarray
-    ) -> None:
         remap = np.cumsum(keep) - 1
         self.users = {k: v[keep] for k, v in self.users.items()}
 
@@ -526,16 +544,19 @@ class KernelState:
             return out
 
         self.events = sub(self.events, ev_keep)
-        self.cities = sub(self.cities, city_keep)
-        self.merchants = sub(self.merchants, merch_keep)
+        self.pairs = {k: sub(p, p["last"] >= cutoff) for k, p in self.pairs.items()}
         self._index = None
+        return removed
 
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """A compact, pickle-free blob: a JSON header and four Arrow IPC tables."""
+        """A compact, pickle-free blob: a JSON header and Arrow IPC tables (users, events,
+        one per pair kind)."""
         import pyarrow as pa
 
-        header = json.dumps({"version": 1, "config": self.config.to_dict()}).encode()
+        header = json.dumps(
+            {"version": 1, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
+        ).encode()
         parts = [_MAGIC, struct.pack("<I", len(header)), header]
         tables = [
             pa.table(
@@ -548,7 +569,8 @@ class KernelState:
             ),
             pa.table({k: pa.array(v, type=pa.int64()) for k, v in self.events.items()}),
         ]
-        for p in (self.cities, self.merchants):
+        for kind in PAIR_KINDS:
+            p = self.pairs[kind]
             tables.append(
                 pa.table(
                     {
@@ -580,24 +602,32 @@ class KernelState:
             (hlen,) = struct.unpack_from("<I", view, pos)
             header = json.loads(bytes(view[pos + 4 : pos + 4 + hlen]))
             pos += 4 + hlen
+            if header.get("version") != 1 or header.get("pairs") != list(PAIR_KINDS):
+                raise ValueError("kernel state of another kernel version")
             tables = []
-            for _ in range(4):
+            for _ in range(2 + len(PAIR_KINDS)):
                 (blen,) = struct.unpack_from("<Q", view, pos)
                 pos += 8
                 if pos + blen > len(view):
                     raise ValueError("truncated kernel state blob")
                 tables.append(pa.ipc.open_stream(pa.py_buffer(view[pos : pos + blen])).read_all())
                 pos += blen
-            if header.get("version") != 1:
-                raise ValueError(f"unknown kernel state version {header.get('version')!r}")
             out = cls(KernelConfig(**header["config"]))
-        except (struct.error, json.JSONDecodeError, pa.ArrowException, TypeError, KeyError) as e:
+        except (
+            struct.error,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+            pa.ArrowException,
+            TypeError,
+            KeyError,
+            AttributeError,
+        ) as e:
             raise ValueError(f"corrupt kernel state blob: {e}") from e
 
         def col(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
             return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
 
-        users, events, cities, merchants = tables
+        users, events = tables[:2]
         out.users = {
             "uid": col(users, "uid", object),
             **{c: col(users, c, _I64) for c in _USER_COLS},
@@ -605,17 +635,15 @@ class KernelState:
             "last_lon": col(users, "last_lon", np.float64),
         }
         out.events = {k: col(events, k, _I64) for k in ("u", "te", "c")}
-        for attr, table in (("cities", cities), ("merchants", merchants)):
-            setattr(
-                out,
-                attr,
-                {
-                    "u": col(table, "u", _I64),
-                    "key": col(table, "key", object),
-                    "count": col(table, "count", _I64),
-                    "last": col(table, "last", _I64),
-                },
-            )
+        out.pairs = {
+            kind: {
+                "u": col(table, "u", _I64),
+                "key": col(table, "key", object),
+                "count": col(table, "count", _I64),
+                "last": col(table, "last", _I64),
+            }
+            for kind, table in zip(PAIR_KINDS, tables[2:], strict=True)
+        }
         return out
 
 
@@ -628,10 +656,7 @@ class _Batch:
 
     user: np.ndarray
     users: np.ndarray
-    merchant: np.ndarray
-    merchants: np.ndarray
-    city: np.ndarray  # -1 where the location is missing
-    cities: np.ndarray
+    keys: dict[str, tuple[np.ndarray, np.ndarray]]  # kind -> (codes, text uniques); -1 = none
     t_ms: np.ndarray
     amount: np.ndarray
     lat: np.ndarray
@@ -663,10 +688,11 @@ def batch_columns(txns: pd.DataFrame) -> _Batch:
     if missing:
         raise DataError(f"transactions lack column(s): {', '.join(missing)}")
     n = len(txns)
-    if "location" in txns.columns:
-        city, cities = _codes(txns["location"], optional=True)
-    else:
-        city, cities = np.full(n, -1, dtype=_I64), np.zeros(0, dtype=object)
+
+    def optional(name: str) -> tuple[np.ndarray, np.ndarray]:
+        if name not in txns.columns:
+            return np.full(n, -1, dtype=_I64), np.zeros(0, dtype=object)
+        return _codes(txns[name], optional=True)
 
     def coord(name: str) -> np.ndarray:
         if name not in txns.columns:
@@ -675,15 +701,17 @@ def batch_columns(txns: pd.DataFrame) -> _Batch:
         return np.where(np.isfinite(out), out, np.nan)
 
     user, users = _codes(txns["user_id"])
-    merchant, merchants = _codes(txns["merchant_id"])
+    t_ms = timestamps_ms(txns["timestamp"])
     return _Batch(
         user=user,
         users=users,
-        merchant=merchant,
-        merchants=merchants,
-        city=city,
-        cities=cities,
-        t_ms=timestamps_ms(txns["timestamp"]),
+        keys={
+            "city": optional("location"),
+            "merchant": _codes(txns["merchant_id"]),
+            "channel": optional("channel"),
+            "hour": ((t_ms % 86_400_000) // HOUR_SLOT_MS, _SLOTS),
+        },
+        t_ms=t_ms,
         amount=pd.to_numeric(txns["amount"]).to_numpy(dtype=np.float64),
         lat=coord("lat"),
         lon=coord("lon"),
@@ -945,10 +973,15 @@ def step_batch(
         counts[k] = pos_b - j
         sums[k] = ccum[pos_b] - ccum[j]
 
-    city = b.city[order]
-    merchant = b.merchant[order]
-    city_prior, city_new = _pair_prior(city, b.cities, u, te, state.cities, inv, ttl)
-    merch_prior, merch_new = _pair_prior(merchant, b.merchants, u, te, state.merchants, inv, ttl)
+    codes = {kind: b.keys[kind][0][order] for kind in PAIR_KINDS}
+    priors: dict[str, np.ndarray] = {}
+    touched: dict[str, dict[str, np.ndarray]] = {}
+    for kind in PAIR_KINDS:
+        priors[kind], touched[kind] = _pair_prior(
+            codes[kind], b.keys[kind][1], u, te, state.pairs[kind], inv, ttl
+        )
+    ch_text = b.keys["channel"][1]
+    ch_map = np.array([_CHANNEL_CODES.get(str(v), 0) for v in ch_text] + [0], dtype=_I64)
 
     raw = _Raw(
         t_ms=t,
@@ -960,22 +993,23 @@ def step_batch(
         counts=counts,
         sums_c=sums,
         gap_ms=np.where(n_before > 0, gap, 0),
-        has_city=city >= 0,
-        city_c=city_prior,
+        prior=priors,
+        has_key={kind: codes[kind] >= 0 for kind in PAIR_KINDS},
+        channel=ch_map[codes["channel"]],
         lat=lat,
         lon=lon,
         prev_lat=prev_lat,
         prev_lon=prev_lon,
-        merchant_c=merch_prior,
     )
     feats = _finish(raw, cfg)
-    feats.update(_risk_columns(merchant_risk, merchant, b.merchants, t))
-    matrix = np.empty((n_rows, len(FEATURE_NAMES)))
-    for j, name in enumerate(FEATURE_NAMES):
-        matrix[:, j] = feats[name]
+    feats.update(_risk_columns(merchant_risk, codes["merchant"], b.keys["merchant"][1], t))
+    # One (features x rows) block in input order: pandas keeps it as a single block, uncopied.
     back = np.empty(n_rows, dtype=_I64)
     back[order] = np.arange(n_rows)
-    features = pd.DataFrame(matrix[back], columns=FEATURE_NAMES, index=txns.index, copy=False)
+    block = np.empty((len(FEATURE_NAMES), n_rows))
+    for j, name in enumerate(FEATURE_NAMES):
+        block[j] = feats[name][back]
+    features = pd.DataFrame(block.T, columns=FEATURE_NAMES, index=txns.index, copy=False)
 
     # The new state: users outside the batch unchanged, the batch's users rebuilt.
     final_te = te[last_idx]
@@ -1014,6 +1048,8 @@ def step_batch(
 
     result.users = merged(S, new_users)
     result.events = merged(E, new_events)
-    result.cities = merged(state.cities, pair_table(state.cities, city_new))
-    result.merchants = merged(state.merchants, pair_table(state.merchants, merch_new))
+    result.pairs = {
+        kind: merged(state.pairs[kind], pair_table(state.pairs[kind], touched[kind]))
+        for kind in PAIR_KINDS
+    }
     return result, features

@@ -8,7 +8,7 @@ order here is the order of the columns the kernel returns, of the enriched Parqu
 from __future__ import annotations
 
 # Computed by the per-user kernel (rtfd.features.kernel) from the user's own prior transactions.
-TIME_FEATURES = ["hour_sin", "hour_cos", "day_of_week", "is_night", "is_weekend"]
+TIME_FEATURES = ["hour_sin", "hour_cos", "day_of_week", "is_night", "is_weekend", "hour_share"]
 AMOUNT_FEATURES = ["amount_log1p", "amount_zscore", "amount_ratio", "user_txn_count"]
 VELOCITY_FEATURES = [
     "count_10m",
@@ -23,8 +23,14 @@ VELOCITY_FEATURES = [
 ]
 LOCATION_FEATURES = ["city_share", "first_time_city", "distance_prev_km", "travel_speed_kmh"]
 MERCHANT_FEATURES = ["merchant_user_count", "first_time_merchant"]
+CHANNEL_FEATURES = ["channel_online", "channel_atm", "channel_share"]
 USER_FEATURES = (
-    TIME_FEATURES + AMOUNT_FEATURES + VELOCITY_FEATURES + LOCATION_FEATURES + MERCHANT_FEATURES
+    TIME_FEATURES
+    + AMOUNT_FEATURES
+    + VELOCITY_FEATURES
+    + LOCATION_FEATURES
+    + MERCHANT_FEATURES
+    + CHANNEL_FEATURES
 )
 
 # Looked up in the merchant risk table (rtfd.features.merchant_risk), built from matured labels.
@@ -39,11 +45,12 @@ FEATURE_NAMES: list[str] = USER_FEATURES + RISK_FEATURES
 """Every feature, in the exact order models see them."""
 
 FEATURE_DOCS: dict[str, str] = {
-    "hour_sin": "sin(2π · minute of day / 1440), UTC",
-    "hour_cos": "cos(2π · minute of day / 1440), UTC",
-    "day_of_week": "0 = Monday … 6 = Sunday, UTC",
-    "is_night": "1 if the UTC hour is 0–5",
-    "is_weekend": "1 on Saturday and Sunday, UTC",
+    "hour_sin": "sin(2π · local minute of day / 1440); local = UTC + round(lon / 15) hours",
+    "hour_cos": "cos(2π · local minute of day / 1440)",
+    "day_of_week": "0 = Monday … 6 = Sunday, local (UTC without a longitude)",
+    "is_night": "1 if the local hour is 0–5",
+    "is_weekend": "1 on Saturday and Sunday, local",
+    "hour_share": "share of the user's prior transactions in the same 3-hour UTC slot; 1 with none",
     "amount_log1p": "log(1 + amount)",
     "amount_zscore": "(amount − user mean) / max(user std, 1), clipped to ±50; 0 with < 2 prior",
     "amount_ratio": "amount / user mean; 1 with no prior transaction",
@@ -63,6 +70,9 @@ FEATURE_DOCS: dict[str, str] = {
     "travel_speed_kmh": "distance / time since the previous transaction (at least 60 s)",
     "merchant_user_count": "prior transactions of the user at this merchant",
     "first_time_merchant": "1 if the user has history but never paid this merchant",
+    "channel_online": "1 if the channel is online",
+    "channel_atm": "1 if the channel is atm",
+    "channel_share": "share of the user's prior transactions in this channel; 1 with none",
     "merchant_fraud_rate_7d": "fraud rate of the merchant's matured transactions, 7-day window",
     "merchant_volume_7d": "matured transactions of the merchant in that 7-day window",
     "merchant_fraud_rate_28d": "fraud rate of the merchant's matured transactions, 28-day window",

@@ -35,6 +35,9 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> pd.DataFrame:
     merchants = draw(st.lists(st.sampled_from(["m0", "m1", "m2"]), min_size=n, max_size=n))
     cities = draw(st.lists(st.sampled_from(["Paris", "London", None, ""]), min_size=n, max_size=n))
     points = draw(st.lists(st.sampled_from(POINTS), min_size=n, max_size=n))
+    channels = draw(
+        st.lists(st.sampled_from(["pos", "online", "atm", None]), min_size=n, max_size=n)
+    )
     amounts = draw(
         st.lists(
             st.one_of(
@@ -56,6 +59,7 @@ def histories(draw: st.DrawFn, max_size: int = 40) -> pd.DataFrame:
             "amount": amounts,
             "currency": "EUR",
             "location": cities,
+            "channel": channels,
             "lat": [p[0] for p in points],
             "lon": [p[1] for p in points],
             "timestamp": ts,
@@ -147,8 +151,7 @@ def test_arbitrary_batches_equal_reference_fold(
             ref.n, ref.sum_c, ref.sq_hi, ref.sq_lo, ref.last_te,
         )  # fmt: skip
         assert got.events == ref.events
-        assert got.cities == ref.cities
-        assert got.merchants == ref.merchants
+        assert got.pairs == ref.pairs
         np.testing.assert_array_equal([got.last_lat, got.last_lon], [ref.last_lat, ref.last_lon])
 
 
@@ -179,6 +182,6 @@ def test_eviction_at_the_ttl_changes_nothing(history: pd.DataFrame, cut: int) ->
 def test_step_does_not_mutate_its_input() -> None:
     txn = {"timestamp": T0, "amount": 10.0, "merchant_id": "m", "location": "Paris"}
     s1, _ = step(None, txn)
-    snapshot = (s1.n, list(s1.events), dict(s1.cities))
+    snapshot = (s1.n, list(s1.events), {k: dict(v) for k, v in s1.pairs.items()})
     step(s1, {**txn, "timestamp": T0 + pd.Timedelta(minutes=1)})
-    assert (s1.n, s1.events, s1.cities) == snapshot
+    assert (s1.n, s1.events, s1.pairs) == snapshot
