@@ -125,7 +125,8 @@ class Population:
 
     def sample_merchants(self, city: np.ndarray, cat: np.ndarray, u: np.ndarray) -> np.ndarray:
         """A merchant of category ``cat`` in ``city`` (online categories: an online merchant),
-        weighted by popularity; falls back to any merchant in the city, then to any online one."""
+        weighted by popularity; falls back to any merchant in the city, then to any online one,
+        then to any merchant."""
         return _sample_merchants(self.by_city_cat, self.by_city, self.online_city, city, cat, u)
 
     def sample_categories(self, users: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -184,6 +185,11 @@ def _sample_merchants(
         miss = out < 0
         if miss.any():
             out[miss] = by_city.sample(np.full(int(miss.sum()), online_city), u[miss])
+            miss = out < 0
+            if miss.any():
+                # A tiny world (fewer merchants than cities): any merchant at all.
+                n = len(by_city.order)
+                out[miss] = by_city.order[np.minimum((u[miss] * n).astype(np.int64), n - 1)]
     return out
 
 

@@ -289,9 +289,11 @@ def test_population_is_sized_and_located() -> None:
 
 
 def test_tiny_populations_work() -> None:
-    df = simulate_history(2, users=20, merchants=3, fraud_rate=0.05)
-    assert len(df) > 0
-    assert df["transaction_id"].is_unique
+    for users, merchants in ((20, 3), (1, 1), (5, 2)):
+        df = simulate_history(5, users=users, merchants=merchants, fraud_rate=0.2)
+        assert len(df) > 0
+        assert df["transaction_id"].is_unique
+        assert df["user_id"].nunique() <= users and df["merchant_id"].nunique() <= merchants
 
 
 def test_a_naive_start_is_utc() -> None:
