@@ -79,16 +79,22 @@ def simulate_history(
     merchants: int = 2_000,
     fraud_rate: float = 0.01,
     start: datetime | None = None,
+    time_scale: float = 1.0,
     progress: Callable[[float], None] | None = None,
 ) -> pd.DataFrame:
     """Simulate ``days`` of card traffic from ``start`` (default 2026-01-01 UTC; naive = UTC).
 
     Returns a frame sorted by timestamp with the TRANSACTION fields (timestamp as tz-aware UTC
     ``datetime64[ms]``), ``label`` (int8, 1 = fraud) and ``fraud_type`` (None for legitimate).
-    ``progress`` is called with the fraction done after each simulated day.
+    ``time_scale`` > 1 compresses event time by that factor after ``start``, as the live
+    generator's time-lapse does (see :func:`rtfd.generator.live.live_time_scale`): the same
+    transactions, ``days / time_scale`` days apart. ``progress`` is called with the fraction
+    done after each simulated day.
     """
     if days <= 0:
         raise ValueError("days must be > 0")
+    if not time_scale > 0:
+        raise ValueError("time_scale must be > 0")
     first = start or DEFAULT_START
     if first.tzinfo is None:
         first = first.replace(tzinfo=UTC)  # naive means UTC, as everywhere in rtfd
@@ -104,6 +110,8 @@ def simulate_history(
             progress((i + 1) / n_windows)
     batch = Batch.concat(batches)
     batch = batch.take(np.flatnonzero(batch.t < end)).sorted()
+    if time_scale != 1.0:
+        batch.t = begin + (batch.t - begin) / time_scale
     rng = np.random.default_rng(np.random.SeedSequence([seed, _ID_STREAM]))
     return batch_to_frame(sim.pop, batch, new_transaction_ids(rng, len(batch)))
 

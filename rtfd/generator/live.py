@@ -558,6 +558,16 @@ class LiveGenerator:
                 producer.poll(0.05)
 
 
+def live_time_scale(settings: Settings, rate: float | None = None) -> float:
+    """How much faster than simulated time the live stream runs at ``rate`` (default: the
+    settings' rate): the rate over the population's natural transactions per second. Pass it to
+    ``simulate_history(time_scale=...)`` for a history whose time gaps look like the live
+    stream's."""
+    sim = Simulator.from_settings(settings)
+    rate = settings.generator_rate if rate is None else rate
+    return float(rate) / (sim.expected_tx_per_day() / DAY_S)
+
+
 def produce_transactions(
     settings: Settings,
     n: int,

@@ -302,3 +302,17 @@ def test_a_naive_start_is_utc() -> None:
     df = simulate_history(0.5, users=200, merchants=40, start=datetime(2026, 2, 1))
     assert df["timestamp"].min() >= pd.Timestamp("2026-02-01", tz="UTC")
     assert df["timestamp"].max() < pd.Timestamp("2026-02-01 12:00", tz="UTC")
+
+
+def test_time_scale_compresses_event_time_like_the_live_time_lapse() -> None:
+    from rtfd.config import load_settings
+    from rtfd.generator.live import live_time_scale
+
+    kw = {"users": 500, "merchants": 100, "seed": 4}
+    normal = simulate_history(4, **kw)
+    fast = simulate_history(4, time_scale=96, **kw)
+    assert list(fast["transaction_id"]) == list(normal["transaction_id"])
+    span = fast["timestamp"].max() - fast["timestamp"].min()
+    assert pd.Timedelta(minutes=50) < span <= pd.Timedelta(hours=1)
+    # 200 tx/s from 10,000 users making ~2.9 transactions a day: a ~600x time-lapse
+    assert 400 < live_time_scale(load_settings({"generator_rate": 200})) < 800
