@@ -255,17 +255,19 @@ def refresh_from_parquet(
     label_cte = (
         "SELECT transaction_id, max(label) AS label FROM read_parquet($labels, "
         "hive_partitioning = true, union_by_name = true) "
-        "WHERE reported_at <= make_timestamptz($as_of * 1000) GROUP BY 1"
+        "WHERE CAST(reported_at AS TIMESTAMPTZ) <= make_timestamptz($as_of * 1000) GROUP BY 1"
         if labels
         else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
     )
     sql = f"""
-        WITH tx AS (
-            SELECT transaction_id, any_value(merchant_id) AS merchant_id,
-                   epoch_ms(any_value(timestamp)) AS ts
+        WITH raw AS (
+            SELECT transaction_id, merchant_id, CAST(timestamp AS TIMESTAMPTZ) AS ts
             FROM read_parquet($enriched, hive_partitioning = true, union_by_name = true)
-            WHERE timestamp >= make_timestamptz($lo * 1000)
-              AND timestamp < make_timestamptz($hi * 1000)
+        ), tx AS (
+            SELECT transaction_id, any_value(merchant_id) AS merchant_id,
+                   epoch_ms(any_value(ts)) AS ts
+            FROM raw
+            WHERE ts >= make_timestamptz($lo * 1000) AND ts < make_timestamptz($hi * 1000)
             GROUP BY transaction_id
         ), lb AS ({label_cte})
         SELECT tx.merchant_id, (tx.ts // $period)::BIGINT AS bucket, count(*) AS vol,
