@@ -83,14 +83,14 @@ def main() -> int:
     ax = axes[1, 1]
     bins = np.logspace(-0.5, 4.5, 60)
 
-    def share(values: pd.Series) -> np.ndarray:
+    def percent_weights(values: pd.Series) -> np.ndarray:
         return np.full(len(values), 100.0 / max(len(values), 1))
 
     legit_amounts = df.loc[~fraud, "amount"]
     ax.hist(
         legit_amounts,
         bins=bins,
-        weights=share(legit_amounts),
+        weights=percent_weights(legit_amounts),
         histtype="stepfilled",
         alpha=0.3,
         color="grey",
@@ -98,7 +98,14 @@ def main() -> int:
     )
     for name in FRAUD_TYPES:
         amounts = df.loc[df["fraud_type"] == name, "amount"]
-        ax.hist(amounts, bins=bins, weights=share(amounts), histtype="step", lw=1.5, label=name)
+        ax.hist(
+            amounts,
+            bins=bins,
+            weights=percent_weights(amounts),
+            histtype="step",
+            lw=1.5,
+            label=name,
+        )
     ax.set_xscale("log")
     ax.set(title="Amount by class", xlabel="amount (log scale)", ylabel="% of class per bin")
     ax.legend(fontsize=8)

@@ -308,9 +308,8 @@ def test_time_scale_compresses_event_time_like_the_live_time_lapse() -> None:
     from rtfd.config import load_settings
     from rtfd.generator.live import live_time_scale
 
-    kw = {"users": 500, "merchants": 100, "seed": 4}
-    normal = simulate_history(4, **kw)
-    fast = simulate_history(4, time_scale=96, **kw)
+    normal = simulate_history(4, users=500, merchants=100, seed=4)
+    fast = simulate_history(4, users=500, merchants=100, seed=4, time_scale=96)
     assert list(fast["transaction_id"]) == list(normal["transaction_id"])
     span = fast["timestamp"].max() - fast["timestamp"].min()
     assert pd.Timedelta(minutes=50) < span <= pd.Timedelta(hours=1)
