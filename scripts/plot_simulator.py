@@ -76,7 +76,7 @@ def main() -> int:
     day = local.dt.normalize()
     full = day[(day > day.min() + pd.Timedelta(days=1)) & (day < day.max() - pd.Timedelta(days=1))]
     n_days = pd.Series(full.unique()).dt.dayofweek.value_counts().sort_index()
-    days = full.dt.dayofweek.value_counts().sort_index() / n_days
+    days = (full.dt.dayofweek.value_counts() / n_days).reindex(range(7)).fillna(0.0)
     ax.bar(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], days.to_numpy())
     ax.set(title="Transactions per weekday (local time)", ylabel="transactions per day")
 
