@@ -133,14 +133,19 @@ def next_rate(current: float, up: bool) -> float:
 
 
 def stream_summary(progress: Any) -> str:
-    """'1,980/s · batch 850 ms · lag 0 · p99 1.20 s' from the stream's progress record."""
-    rate = field(progress, "processed_rows_per_s")
-    if number(rate) is None:
-        rate = field(progress, "input_rows_per_s")
+    """'201/s · cap 1,985/s · batch 412 ms · lag 0 · p99 1.18 s' from a progress record.
+
+    The first figure is the input rate (what arrives); "cap" is Spark's processed rate (rows
+    per second of batch time), i.e. how much faster the stream could go.
+    """
+    lag = field(progress, "lag")
+    if lag is None:  # rtfd.stream.progress.StreamProgress calls it offsets_behind
+        lag = field(progress, "offsets_behind")
     parts = [
-        fmt_rate(rate),
+        fmt_rate(field(progress, "input_rows_per_s")),
+        f"cap {fmt_rate(field(progress, 'processed_rows_per_s'))}",
         f"batch {fmt_ms(field(progress, 'batch_duration_ms'))}",
-        f"lag {fmt_int(field(progress, 'lag'))}",
+        f"lag {fmt_int(lag)}",
         f"p99 {fmt_ms(field(progress, 'latency_p99_ms'))}",
     ]
     return " · ".join(parts)

@@ -54,7 +54,7 @@ class LivePanel(Vertical):
         self.scored_table = ScoredTable(id="scored")
         self.alerts_table = AlertsTable(id="alerts")
         self.charts = {
-            "throughput": MetricChart("throughput", fmt_rate, id="chart-throughput"),
+            "throughput": MetricChart("input rate", fmt_rate, id="chart-throughput"),
             "latency": MetricChart("latency p99", fmt_ms, id="chart-latency"),
             "alerts": MetricChart("alert rate", lambda v: fmt_rate(v, "/min"), id="chart-alerts"),
         }

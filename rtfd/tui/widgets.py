@@ -135,15 +135,19 @@ class MetricChart(Vertical):
 
 
 class ScoredTable(DataTable[Any]):
-    """The newest scored transactions, newest first; the whole table is redrawn per update."""
+    """The newest scored transactions, newest first; the whole table is redrawn per update.
 
-    COLUMNS = ("time", "transaction", "user", "amount", "score", "flag", "model")
+    A live feed, so there is no cursor (arrow keys scroll); the transaction id comes last so a
+    narrow terminal cuts it rather than the score.
+    """
+
+    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("", 1), ("model", 5),
+               ("transaction", 27))  # fmt: skip
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
+        self.cursor_type = "none"
         self.zebra_stripes = True
-        for name in self.COLUMNS:
-            self.add_column(name, key=name)
+        _add_fixed_columns(self, self.COLUMNS)
 
     def show_rows(self, rows: Iterable[Mapping[str, Any]], threshold: float | None) -> None:
         self.clear()
@@ -151,25 +155,24 @@ class ScoredTable(DataTable[Any]):
             flagged = bool(field(row, "is_fraud"))
             self.add_row(
                 fmt_time(field(row, "timestamp")),
-                str(field(row, "transaction_id", "-"))[:14],
                 str(field(row, "user_id", "-")),
                 Text(fmt_amount(field(row, "amount")), justify="right"),
                 score_text(field(row, "fraud_score"), threshold),
-                Text("ALERT", style="bold red") if flagged else "",
+                Text("●", style="bold red") if flagged else "",
                 str(field(row, "model_version", "-")),
+                str(field(row, "transaction_id", "-")),
             )
 
 
 class AlertsTable(DataTable[Any]):
     """The alerts read from the fraud_alerts topic, newest first, with their reasons."""
 
-    COLUMNS = ("time", "user", "amount", "score", "model", "reasons")
+    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("reasons", 110))
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
+        self.cursor_type = "none"
         self.zebra_stripes = True
-        for name in self.COLUMNS:
-            self.add_column(name, key=name)
+        _add_fixed_columns(self, self.COLUMNS)
 
     def show_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         self.clear()
@@ -180,6 +183,13 @@ class AlertsTable(DataTable[Any]):
                 str(field(alert, "user_id", "-")),
                 Text(fmt_amount(field(alert, "amount")), justify="right"),
                 score_text(field(alert, "fraud_score"), threshold),
-                str(field(alert, "model_version", "-")),
                 reasons_text(field(alert, "reasons")),
             )
+
+
+def _add_fixed_columns(table: DataTable[Any], columns: Iterable[tuple[str, int]]) -> None:
+    """Fixed widths: a live feed must not jitter, and DataTable's auto widths are measured
+    only when idle (a table redrawn before that keeps rows cut at the header's width)."""
+    for name, width in columns:
+        label = Text(name, justify="right") if name in ("amount", "score") else name
+        table.add_column(label, key=name or "flag", width=width)

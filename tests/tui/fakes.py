@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -184,21 +184,34 @@ class FakeSupervisor:
 
     # -- test helpers -------------------------------------------------------------------------
     def progress(self, **overrides: Any) -> None:
-        """Emit one stream progress record (fields like the real stream's)."""
-        record = {
-            "batch_id": 17,
-            "input_rows_per_s": 201.0,
-            "processed_rows_per_s": 1_985.0,
-            "batch_duration_ms": 412.0,
-            "latency_p50_ms": 640.0,
-            "latency_p99_ms": 1_180.0,
-            "alerts": 1,
-            "dead_letters": 0,
-            "state_rows": 9_412,
-            "lag": 0,
-        }
-        record.update(overrides)
-        self.emit(StreamProgressEvent(SimpleNamespace(**record)))
+        """Emit one progress record: the stream's real ``StreamProgress`` with these fields
+        changed (``recent`` rows, which the real stream does not send, make it a namespace)."""
+        from rtfd.stream.progress import StreamProgress
+
+        recent = overrides.pop("recent", None)
+        record = StreamProgress(
+            query="transactions",
+            batch_id=17,
+            timestamp=T0,
+            input_rows=201,
+            input_rows_per_s=201.0,
+            processed_rows_per_s=1_985.0,
+            batch_duration_ms=412,
+            rows=201,
+            alerts=1,
+            dead_letters=0,
+            latency_p50_ms=640.0,
+            latency_p99_ms=1_180.0,
+            state_rows=16,
+            state_users=9_412,
+            offsets_behind=0,
+            model_version="v0002",
+        )
+        record = replace(record, **overrides)
+        if recent is None:
+            self.emit(StreamProgressEvent(record))
+        else:
+            self.emit(StreamProgressEvent(SimpleNamespace(**asdict(record), recent=recent)))
 
 
 def scored_rows(n: int, *, seed: int = 7, start: datetime = T0) -> list[dict[str, Any]]:
@@ -211,8 +224,8 @@ def scored_rows(n: int, *, seed: int = 7, start: datetime = T0) -> list[dict[str
             score = 0.55 + rnd.random() * 0.44
         rows.append(
             {
-                "transaction_id": f"tx-{seed:02d}{i:06d}-{rnd.randrange(16**6):06x}",
-                "user_id": f"u{rnd.randrange(10_000):05d}",
+                "transaction_id": f"tx_{rnd.randrange(16**24):024x}",
+                "user_id": f"u{rnd.randrange(1, 10_001):06d}",
                 "amount": round(rnd.lognormvariate(3.6, 1.0), 2),
                 "fraud_score": score,
                 "is_fraud": score >= 0.42,
@@ -235,12 +248,12 @@ def alerts(n: int, *, seed: int = 3, start: datetime = T0) -> list[dict[str, Any
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        tx = f"tx-{seed:02d}{i:06d}"
+        tx = f"tx_{rnd.randrange(16**24):024x}"
         out.append(
             {
-                "alert_id": f"al-{tx}-v0002",
+                "alert_id": f"{tx}:v0002",
                 "transaction_id": tx,
-                "user_id": f"u{rnd.randrange(10_000):05d}",
+                "user_id": f"u{rnd.randrange(1, 10_001):06d}",
                 "fraud_score": 0.45 + rnd.random() * 0.54,
                 "timestamp": (start + timedelta(seconds=7 * i)).isoformat(),
                 "model_version": "v0002",

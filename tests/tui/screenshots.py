@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+from textual.widgets.data_table import ColumnKey
 
 from rtfd.config import Settings, load_settings
 from rtfd.tui.app import RtfdApp
@@ -44,7 +45,7 @@ def feed_live_data(supervisor: FakeSupervisor, samples: int = 150) -> None:
             batch_id=i,
             input_rows_per_s=200 * wave,
             processed_rows_per_s=1_900 * wave,
-            batch_duration_ms=380 + 60 * math.sin(i / 5),
+            batch_duration_ms=round(380 + 60 * math.sin(i / 5)),
             latency_p99_ms=1_050 + 220 * math.sin(i / 7) + (900 if i % 37 == 0 else 0),
             dead_letters=1 if i % 50 == 7 else 0,
             recent=rows[i * 4 : i * 4 + 4],
@@ -75,7 +76,14 @@ async def capture(
         await settle(pilot, lambda: not app.starting and FakeAlertFeed.instances)
         feed_live_data(supervisor)
         FakeAlertFeed.instances[-1].push(alerts(40))
-        await settle(pilot, lambda: app.live.alerts_total >= 40 and app.live.scored_total > 0)
+        await settle(
+            pilot,
+            lambda: (
+                app.live.alerts_total >= 40
+                and app.live.alerts_table.columns[ColumnKey("time")].content_width >= 8
+                and app.live.scored_table.columns[ColumnKey("time")].content_width >= 8
+            ),
+        )
         app.clear_notifications()
         await pilot.pause(0.2)
         save("live")

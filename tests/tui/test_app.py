@@ -190,15 +190,17 @@ async def test_progress_fills_the_status_bar_charts_and_scored_table(
         await started(pilot, app)
         rows = scored_rows(6)
         supervisor.progress(dead_letters=2, recent=rows[:3])
-        supervisor.progress(dead_letters=1, lag=42, latency_p99_ms=2_500, recent=rows[3:])
+        supervisor.progress(
+            dead_letters=1, offsets_behind=42, latency_p99_ms=2_500, recent=rows[3:]
+        )
         live = app.query_one(LivePanel)
         await wait_for(pilot, lambda: live.scored_total == 6, "scored rows")
-        assert badge(app, "stream")[1] == "1,985/s · batch 412 ms · lag 42 · p99 2.50 s"
+        assert badge(app, "stream")[1] == "201/s · cap 1,985/s · batch 412 ms · lag 42 · p99 2.50 s"
         assert badge(app, "dlq") == ("degraded", "3")
         assert list(live.chart("latency").values) == [1180.0, 2500.0]
         assert live.scored_table.row_count == 6
         newest = live.scored_table.get_row_at(0)
-        assert newest[1] == rows[-1]["transaction_id"][:14]
+        assert newest[-1] == rows[-1]["transaction_id"]
 
 
 async def test_alerts_from_the_topic_show_once_with_reasons(
