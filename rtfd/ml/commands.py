@@ -1,0 +1,224 @@
+"""``rtfd train``, ``rtfd models`` and ``rtfd backtest`` (argparse only at import time)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rtfd.config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rtfd.cli import add_settings_flag
+
+    train = sub.add_parser(
+        "train",
+        help="train a model and register it (promoted if at least as good as the live one)",
+        description="Train on the enriched Parquet joined with matured labels (default), on a "
+        "file (--data), or on a simulated history (--bootstrap, or when there is no data yet).",
+    )
+    add_settings_flag(train, "--mode", "model_mode", "supervised or unsupervised")
+    add_settings_flag(train, "--algo", "model_algo", "xgboost, logreg or iforest")
+    add_settings_flag(train, "--threshold-rule", "model_threshold_rule", "f1, precision, budget")
+    add_settings_flag(
+        train, "--target-precision", "model_target_precision", "for --threshold-rule precision"
+    )
+    add_settings_flag(
+        train, "--alert-budget", "model_alert_budget", "alerts per 1,000 for the budget rule"
+    )
+    train.add_argument("--data", metavar="PATH", help="transactions file with a label column")
+    train.add_argument("--bootstrap", action="store_true", help="train on a simulated history")
+    train.add_argument("--force", action="store_true", help="promote even if worse than live")
+    train.add_argument(
+        "--no-promote", action="store_true", help="register the version but do not promote it"
+    )
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.set_defaults(func=cmd_train)
+
+    models = sub.add_parser("models", help="list, show, promote or roll back model versions")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION")
+    msub.add_parser("list", help="every version, the live one marked").set_defaults(
+        func=cmd_models_list
+    )
+    show = msub.add_parser("show", help="one version's metrics and manifest (verified)")
+    show.add_argument("version", nargs="?", help="default: the live version")
+    show.set_defaults(func=cmd_models_show)
+    promote = msub.add_parser("promote", help="make a version live (champion/challenger)")
+    promote.add_argument("version")
+    promote.add_argument("--force", action="store_true", help="even if worse than the live one")
+    promote.set_defaults(func=cmd_models_promote)
+    msub.add_parser("rollback", help="make the previously live version live again").set_defaults(
+        func=cmd_models_rollback
+    )
+    models.set_defaults(func=lambda args, settings: _usage(models))
+
+    bt = sub.add_parser(
+        "backtest",
+        help="train on one window, skip the label delay, test on the next",
+        description="Backtest on a transactions file (CSV or Parquet) with columns "
+        "transaction_id, timestamp, user_id, merchant_id, amount, label (location, lat, lon "
+        "and channel optional).",
+    )
+    bt.add_argument("--data", metavar="FILE", required=True, help="transactions with labels")
+    bt.add_argument("--train-start", metavar="DATE", help="first training day (YYYY-MM-DD)")
+    bt.add_argument("--train-days", type=float, default=21.0, metavar="N")
+    bt.add_argument("--delay-days", type=float, default=7.0, metavar="N")
+    bt.add_argument("--test-days", type=float, default=7.0, metavar="N")
+    bt.add_argument("--algo", choices=("xgboost", "logreg", "iforest"), default=None)
+    bt.add_argument("--mode", choices=("supervised", "unsupervised"), default=None)
+    bt.add_argument("--json", metavar="OUT", help="write the metrics as JSON to OUT")
+    bt.add_argument("--plots", metavar="DIR", help="where the PNGs go (default: <data>/backtests)")
+    bt.set_defaults(func=cmd_backtest)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _progress(name: str) -> Any:
+    from rtfd.ml.progress import StderrProgress
+
+    return StderrProgress(f"rtfd {name}")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from rtfd.ml.train import train_model
+
+    mode = settings.model_mode if args.set_model_mode is not None else None
+    algo = settings.model_algo if args.set_model_algo is not None else None
+    if mode is None and algo is None:
+        algo = settings.model_algo
+    result = train_model(
+        settings,
+        mode=mode,
+        algo=algo,
+        data=args.data,
+        bootstrap=args.bootstrap,
+        promote=not args.no_promote,
+        force=args.force,
+        progress=_progress("train"),
+    )
+    if args.json:
+        print(json.dumps(result.__dict__, indent=2, default=str))
+        return 0
+    m = result.metrics
+    print(f"{result.version}: {result.algo} ({result.mode}) trained on {result.source}")
+    print(f"  train {result.n_train:,} / validation {result.n_validation:,} transactions, "
+          f"{result.seconds:.0f} s")  # fmt: skip
+    print(f"  validation: ROC AUC {_fmt(m.get('auc_roc'))}, AP {_fmt(m.get('average_precision'))}, "
+          f"precision {_fmt(m.get('precision'))}, recall {_fmt(m.get('recall'))} "
+          f"at threshold {result.threshold:.4f} ({m.get('threshold_rule')})")  # fmt: skip
+    print(f"  {result.decision}")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
+    from rtfd.errors import ArtifactError
+    from rtfd.ml.registry import Registry
+
+    registry = Registry(settings.models_dir)
+    current = registry.current()
+    versions = registry.versions()
+    if not versions:
+        print(f"no model in {settings.models_dir} (run `rtfd train`)")
+        return 0
+    print(f"{'':2}{'version':9}{'algo':9}{'mode':14}{'AP':>8}{'AUC':>8}{'threshold':>11}  created")
+    for v in versions:
+        try:
+            doc = registry.manifest(v)
+            metrics = json.loads((registry.root / v / "metrics.json").read_text(encoding="utf-8"))
+        except (ArtifactError, OSError, json.JSONDecodeError) as e:
+            print(f"{'*' if v == current else ' '} {v:9}(unreadable: {e})")
+            continue
+        print(
+            f"{'*' if v == current else ' '} {v:9}{doc.get('algo', '?'):9}{doc.get('mode', '?'):14}"
+            f"{_fmt(metrics.get('average_precision')):>8}{_fmt(metrics.get('auc_roc')):>8}"
+            f"{_fmt(metrics.get('threshold')):>11}  {doc.get('created_at', '')}"
+        )
+    return 0
+
+
+def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
+    from rtfd.ml.registry import Registry
+
+    registry = Registry(settings.models_dir)
+    model = registry.load(args.version)
+    doc = model.describe()
+    doc["live"] = model.version == registry.current()
+    doc["manifest"] = model.manifest
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from rtfd.ml.registry import Registry
+
+    print(Registry(settings.models_dir).promote(args.version, force=args.force))
+    return 0
+
+
+def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from rtfd.ml.registry import Registry
+
+    version = Registry(settings.models_dir).rollback()
+    print(f"rolled back: {version} is live")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from rtfd.errors import DataError
+    from rtfd.ml.backtest import JSON_KEYS, run_backtest, write_json
+    from rtfd.ml.data import read_transactions
+
+    progress = _progress("backtest")
+    progress(f"reading {args.data}", None)
+    frame = read_transactions(args.data)
+    plots = Path(args.plots) if args.plots else (
+        settings.data_dir / "backtests" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    )  # fmt: skip
+    try:
+        start = datetime.strptime(args.train_start, "%Y-%m-%d").date() if args.train_start else None
+    except ValueError as e:
+        raise DataError(f"--train-start {args.train_start!r}: expected YYYY-MM-DD") from e
+    algo = args.algo or ("iforest" if args.mode == "unsupervised" else settings.model_algo)
+    result = run_backtest(
+        frame,
+        train_start=start,
+        train_days=args.train_days,
+        delay_days=args.delay_days,
+        test_days=args.test_days,
+        algo=algo,
+        mode=args.mode,
+        rule=settings.model_threshold_rule,
+        target_precision=settings.model_target_precision,
+        alert_budget=settings.model_alert_budget,
+        seed=settings.generator_seed,
+        plots_dir=plots,
+        progress=progress,
+    )
+    w = result.windows
+    print(f"backtest {result.algo} ({result.mode}): train {w.train_start.date()} .. "
+          f"{w.train_end.date()}, delay, test {w.test_start.date()} .. {w.test_end.date()} "
+          "(end exclusive)")  # fmt: skip
+    for key in JSON_KEYS:
+        print(f"  {key:24}{_fmt(result.metrics[key])}")
+    print(f"  plots: {', '.join(str(p) for p in result.plots)}")
+    if args.json:
+        write_json(result, Path(args.json))
+        print(f"  metrics written to {args.json}", file=sys.stderr)
+    return 0

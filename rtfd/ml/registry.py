@@ -1,0 +1,446 @@
+"""The model registry: versioned directories, an atomic CURRENT pointer, verified loading.
+
+Layout under ``<data>/models``::
+
+    v0001/  model.pkl  preprocess_scaler.pkl  features.json  threshold.json  metrics.json
+            holdout.parquet  manifest.json
+    CURRENT         the live version's name, replaced atomically (write a temp file, os.replace)
+    history.json    promotions, newest last; rollback walks it back
+
+A version directory is written under a temporary name and renamed into place, so a reader never
+sees half a version. ``manifest.json`` holds the SHA-256 of every other file, the training data
+window, the library versions, and a digest of its own canonical text. :meth:`Registry.load`
+checks all of it *before* unpickling anything, and the unpickler only accepts classes from the
+libraries a model is made of: a tampered, truncated or incomplete version is refused with an
+:class:`~rtfd.errors.ArtifactError`. (The hashes catch corruption and accidental edits; someone
+able to rewrite both a file and the manifest can defeat them, as with any unsigned artifact.)
+
+Champion/challenger: :meth:`Registry.promote` makes a version live only if it scores at least as
+well as the live one (average precision) on the candidate's own time-ordered holdout, unless
+forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rtfd.errors import ArtifactError, RtfdError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rtfd.ml.models import Model
+    from rtfd.ml.preprocess import Preprocessor
+
+VERSION_RE = re.compile(r"^v(\d{4,})$")
+REQUIRED_FILES = (
+    "model.pkl",
+    "preprocess_scaler.pkl",
+    "features.json",
+    "threshold.json",
+    "metrics.json",
+)
+OPTIONAL_FILES = ("holdout.parquet",)
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+HISTORY = "history.json"
+
+# Modules whose classes a model pickle may reference; anything else is refused.
+_SAFE_MODULES = ("numpy", "sklearn", "scipy", "xgboost", "rtfd.ml.", "collections", "copyreg")
+_SAFE_BUILTINS = frozenset(
+    {"set", "frozenset", "slice", "range", "complex", "bytearray", "dict", "list", "tuple",
+     "int", "float", "str", "bytes", "bool", "object"}
+)  # fmt: skip
+
+
+class PromotionRefused(RtfdError):
+    """The challenger scored worse than the champion on the same holdout."""
+
+    title = "Promotion refused"
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "builtins" and name in _SAFE_BUILTINS:
+            return super().find_class(module, name)
+        if module == "_codecs" and name == "encode":
+            return super().find_class(module, name)
+        if any(module == m.rstrip(".") or module.startswith(m.rstrip(".") + ".") for m in
+               _SAFE_MODULES):  # fmt: skip
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a model depends on, recorded in the manifest."""
+    import pandas
+    import sklearn
+    import xgboost
+
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "pandas": pandas.__version__,
+        "scikit-learn": sklearn.__version__,
+        "xgboost": xgboost.__version__,
+    }
+
+
+@dataclass
+class LoadedModel:
+    """A verified model version, ready to score whole batches."""
+
+    version: str
+    features: list[str]
+    threshold: float
+    mode: str
+    algo: str
+    model: Model
+    preprocessor: Preprocessor
+    calibration: dict[str, float] | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    def _matrix(self, features_df: pd.DataFrame) -> np.ndarray:
+        missing = [f for f in self.features if f not in features_df.columns]
+        if missing:
+            from rtfd.errors import DataError
+
+            raise DataError(
+                f"model {self.version} needs feature column(s) {', '.join(missing[:5])}"
+                + (" …" if len(missing) > 5 else "")
+            )
+        return features_df[self.features].to_numpy(dtype=np.float64)
+
+    def score(self, features_df: pd.DataFrame) -> np.ndarray:
+        """Fraud scores in [0, 1] for every row (vectorised; columns matched by name)."""
+        if len(features_df) == 0:
+            return np.zeros(0)
+        raw = self.model.raw(self.preprocessor.transform(self._matrix(features_df)))
+        if self.calibration is not None:
+            lo, hi = self.calibration["min"], self.calibration["max"]
+            raw = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
+        return np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+
+    def explain(self, features_df: pd.DataFrame, top: int = 3) -> list[list[str]]:
+        """The ``top`` strongest reasons (short phrases) behind each row's score."""
+        from rtfd.ml.explain import explain_rows
+
+        if len(features_df) == 0:
+            return []
+        values = self._matrix(features_df)
+        contrib = self.model.contributions(self.preprocessor.transform(values))
+        return explain_rows(contrib, values, self.features, top=top)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary for ``rtfd models show`` and the TUI."""
+        return {
+            "version": self.version,
+            "mode": self.mode,
+            "algo": self.algo,
+            "threshold": self.threshold,
+            "features": len(self.features),
+            "metrics": self.metrics,
+            "created_at": self.manifest.get("created_at"),
+            "data": self.manifest.get("data"),
+        }
+
+
+class Registry:
+    """Model versions under ``models_dir``."""
+
+    def __init__(self, models_dir: Path | str) -> None:
+        self.root = Path(models_dir)
+
+    # -- reading ---------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        """Complete-looking versions (a directory with a manifest), oldest first."""
+        if not self.root.is_dir():
+            return []
+        found = [
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and VERSION_RE.match(p.name) and (p / MANIFEST).is_file()
+        ]
+        return sorted(found, key=lambda v: int(v[1:]))
+
+    def current(self) -> str | None:
+        """The live version, or None."""
+        path = self.root / CURRENT
+        try:
+            name = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def history(self) -> list[dict[str, Any]]:
+        """Promotions, oldest first (``version``, ``at``, ``reason``)."""
+        path = self.root / HISTORY
+        if not path.is_file():
+            return []
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path} is not valid JSON: {e}") from e
+        return list(doc.get("promotions", []))
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        """The verified manifest of ``version`` (its own digest checked)."""
+        vdir = self._dir(version)
+        path = vdir / MANIFEST
+        if not path.is_file():
+            raise ArtifactError(f"model {version} is incomplete: {MANIFEST} is missing")
+        raw = path.read_bytes()
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"model {version}: {MANIFEST} is corrupt ({e})") from e
+        if not isinstance(doc, dict) or _canonical(doc) != raw:
+            raise ArtifactError(f"model {version}: {MANIFEST} was modified")
+        body = {k: v for k, v in doc.items() if k != "manifest_sha256"}
+        if hashlib.sha256(_canonical(body)).hexdigest() != doc.get("manifest_sha256"):
+            raise ArtifactError(f"model {version}: {MANIFEST} was modified (digest mismatch)")
+        return doc
+
+    def verify(self, version: str) -> dict[str, Any]:
+        """Check every file of ``version`` against its manifest; returns the manifest."""
+        doc = self.manifest(version)
+        vdir = self._dir(version)
+        files: dict[str, str] = doc.get("files", {})
+        missing = [f for f in REQUIRED_FILES if f not in files]
+        if missing:
+            raise ArtifactError(f"model {version} is incomplete: manifest lacks {missing[0]}")
+        for name, digest in files.items():
+            path = vdir / name
+            if "/" in name or name.startswith(".") or not path.is_file():
+                raise ArtifactError(f"model {version} is incomplete: {name} is missing")
+            if _sha256(path) != digest:
+                raise ArtifactError(
+                    f"model {version}: {name} does not match its SHA-256 in the manifest "
+                    "(tampered or corrupt); refusing to load it"
+                )
+        extra = sorted(p.name for p in vdir.iterdir() if p.name not in files and p.name != MANIFEST)
+        if extra:
+            raise ArtifactError(f"model {version}: unexpected file {extra[0]} not in the manifest")
+        return doc
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Verify then load ``version`` (default: CURRENT)."""
+        name = version or self.current()
+        if name is None:
+            raise ArtifactError(
+                f"no model is live in {self.root}: run `rtfd train` (or `rtfd models promote`)"
+            )
+        doc = self.verify(name)
+        vdir = self._dir(name)
+
+        def read_json(file: str) -> Any:
+            return json.loads((vdir / file).read_text(encoding="utf-8"))
+
+        def unpickle(file: str) -> Any:
+            try:
+                return _RestrictedUnpickler(io.BytesIO((vdir / file).read_bytes())).load()
+            except Exception as e:
+                raise ArtifactError(f"model {name}: cannot load {file}: {e}") from e
+
+        features = read_json("features.json")
+        threshold = read_json("threshold.json")
+        model = unpickle("model.pkl")
+        pre = unpickle("preprocess_scaler.pkl")
+        return LoadedModel(
+            version=name,
+            features=list(features["features"]),
+            threshold=float(threshold["threshold"]),
+            mode=str(threshold["mode"]),
+            algo=str(threshold["algo"]),
+            model=model,
+            preprocessor=pre,
+            calibration=threshold.get("calibration"),
+            metrics=read_json("metrics.json"),
+            manifest=doc,
+            path=vdir,
+        )
+
+    def holdout(self, version: str) -> pd.DataFrame | None:
+        """The verified holdout rows saved with ``version`` (None when it has none)."""
+        import pandas as pd
+
+        doc = self.verify(version)
+        if "holdout.parquet" not in doc.get("files", {}):
+            return None
+        return pd.read_parquet(self._dir(version) / "holdout.parquet")
+
+    # -- writing ---------------------------------------------------------------------------
+    def save(
+        self,
+        *,
+        model: Model,
+        preprocessor: Preprocessor,
+        features: list[str],
+        threshold: dict[str, Any],
+        metrics: dict[str, Any],
+        holdout: pd.DataFrame | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """Write a new version (not live until promoted); returns its name."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        try:
+            (tmp / "model.pkl").write_bytes(pickle.dumps(model, protocol=5))
+            (tmp / "preprocess_scaler.pkl").write_bytes(pickle.dumps(preprocessor, protocol=5))
+            (tmp / "features.json").write_bytes(_canonical({"features": list(features)}))
+            (tmp / "threshold.json").write_bytes(_canonical(threshold))
+            (tmp / "metrics.json").write_bytes(_canonical(metrics))
+            if holdout is not None:
+                holdout.to_parquet(tmp / "holdout.parquet", index=False)
+            body: dict[str, Any] = {
+                "format": 1,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "mode": threshold.get("mode"),
+                "algo": threshold.get("algo"),
+                "libraries": library_versions(),
+                "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
+                **(extra or {}),
+            }
+            body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+            (tmp / MANIFEST).write_bytes(_canonical(body))
+            for f in tmp.iterdir():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+            while True:
+                numbers = [int(v[1:]) for v in self._all_version_dirs()]
+                name = f"v{max(numbers, default=0) + 1:04d}"
+                try:
+                    tmp.rename(self.root / name)
+                    return name
+                except OSError:
+                    if not (self.root / name).exists():
+                        raise
+                    # Another process took that number in the meantime: take the next one.
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def promote(self, version: str, *, force: bool = False, reason: str = "") -> str:
+        """Make ``version`` live if it is at least as good as the live one on its holdout.
+
+        Returns a one-line account of the decision; raises :class:`PromotionRefused` when the
+        challenger is worse (use ``force`` to override).
+        """
+        challenger = self.load(version)
+        champion_name = self.current()
+        decision = "forced" if force else "first model"
+        if champion_name == version:
+            return f"{version} is already live"
+        if champion_name is not None and not force:
+            decision = self._compare(challenger, champion_name)
+        self._set_current(version, reason or decision)
+        return f"{version} is live ({decision})"
+
+    def rollback(self) -> str:
+        """Make the previously promoted version live again; returns its name."""
+        history = self.history()
+        current = self.current()
+        while history and history[-1]["version"] == current:
+            history.pop()
+        if not history:
+            raise ArtifactError("nothing to roll back to: no earlier promotion in history.json")
+        target = history[-1]["version"]
+        self.load(target)  # refuse to roll back onto a broken version
+        _write_atomic(self.root / CURRENT, f"{target}\n".encode())
+        self._write_history(history)
+        return target
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _dir(self, version: str) -> Path:
+        if not VERSION_RE.match(version):
+            raise ArtifactError(f"{version!r} is not a model version (like v0001)")
+        path = self.root / version
+        if not path.is_dir():
+            known = ", ".join(self.versions()) or "none"
+            raise ArtifactError(f"model {version} does not exist (versions: {known})")
+        return path
+
+    def _all_version_dirs(self) -> list[str]:
+        return [p.name for p in self.root.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
+
+    def _compare(self, challenger: LoadedModel, champion_name: str) -> str:
+        from rtfd.ml.metrics import ranking_metrics
+
+        holdout = self.holdout(challenger.version)
+        if holdout is None or "label" not in holdout or holdout["label"].nunique() < 2:
+            return "no labelled holdout to compare on"
+        try:
+            champion = self.load(champion_name)
+        except ArtifactError as e:
+            return f"live {champion_name} cannot be loaded ({e.message})"
+        if any(f not in holdout.columns for f in champion.features):
+            raise PromotionRefused(
+                f"cannot compare {challenger.version} with {champion_name}: different features "
+                "(use --force to promote anyway)"
+            )
+        y = holdout["label"].to_numpy()
+        new = ranking_metrics(y, challenger.score(holdout))["average_precision"] or 0.0
+        old = ranking_metrics(y, champion.score(holdout))["average_precision"] or 0.0
+        verdict = f"AP {new:.4f} vs {old:.4f} for {champion_name} on the same holdout"
+        if new + 1e-12 < old:
+            raise PromotionRefused(
+                f"{challenger.version} is worse than the live {champion_name}: {verdict} "
+                "(use --force to promote anyway)"
+            )
+        return verdict
+
+    def _set_current(self, version: str, reason: str) -> None:
+        history = self.history()
+        history.append(
+            {
+                "version": version,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "reason": reason,
+            }
+        )
+        _write_atomic(self.root / CURRENT, f"{version}\n".encode())
+        self._write_history(history)
+
+    def _write_history(self, history: list[dict[str, Any]]) -> None:
+        _write_atomic(self.root / HISTORY, _canonical({"promotions": history}))

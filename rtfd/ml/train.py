@@ -1,0 +1,345 @@
+"""``rtfd train``: fit a model on a time-ordered split, choose its threshold, register it.
+
+1. Data: by default the enriched Parquet (served features) joined with matured labels; a file
+   given with ``--data`` (raw transactions with a label, or a table that already has the
+   features); with neither — or with ``--bootstrap`` — a simulated history.
+2. Split by time: the first 75 % of transactions train, the last 25 % validate. Never shuffled.
+3. Fit (:mod:`rtfd.ml.models`), choose the threshold on validation by the configured rule
+   (:mod:`rtfd.ml.thresholds`), compute validation metrics.
+4. Save a new registry version and promote it if it is at least as good as the live one on the
+   same holdout (champion/challenger, ``--force`` to override).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from rtfd.errors import ConfigError, DataError
+from rtfd.features.names import FEATURE_NAMES
+from rtfd.ml.progress import Progress, no_progress, scaled
+
+if TYPE_CHECKING:
+    from rtfd.config import Settings
+    from rtfd.ml.models import Model
+    from rtfd.ml.preprocess import Preprocessor
+    from rtfd.ml.thresholds import ThresholdChoice
+
+ALGOS = {"xgboost": "supervised", "logreg": "supervised", "iforest": "unsupervised"}
+DEFAULT_ALGO = {"supervised": "xgboost", "unsupervised": "iforest"}
+VALIDATION_SHARE = 0.25
+HOLDOUT_MAX_ROWS = 100_000
+CALIBRATION_MAX_ROWS = 200_000
+BOOTSTRAP_DAYS = 21
+BOOTSTRAP_USERS = 3_000
+BOOTSTRAP_MERCHANTS = 600
+
+
+def resolve_mode_algo(
+    mode: str | None, algo: str | None, *, default_mode: str, default_algo: str
+) -> tuple[str, str]:
+    """The (mode, algo) pair: the algorithm implies the mode; an explicit conflict is an error."""
+    if algo is not None and algo not in ALGOS:
+        raise ConfigError(f"unknown algorithm {algo!r} (xgboost, logreg or iforest)")
+    if mode is not None and mode not in DEFAULT_ALGO:
+        raise ConfigError(f"unknown mode {mode!r} (supervised or unsupervised)")
+    if algo is not None:
+        if mode is not None and ALGOS[algo] != mode:
+            raise ConfigError(f"--algo {algo} is {ALGOS[algo]}, not {mode}")
+        return ALGOS[algo], algo
+    if mode is not None:
+        return mode, default_algo if ALGOS.get(default_algo) == mode else DEFAULT_ALGO[mode]
+    return ALGOS.get(default_algo, default_mode), default_algo
+
+
+@dataclass
+class FittedModel:
+    """A model fitted on the training part of a frame, with its validation results."""
+
+    model: Model
+    preprocessor: Preprocessor
+    choice: ThresholdChoice
+    calibration: dict[str, float] | None
+    metrics: dict[str, Any]
+    validation: pd.DataFrame
+    validation_scores: np.ndarray
+    n_train: int
+
+    def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Scores in [0, 1] of a frame with the feature columns."""
+        raw = self.model.raw(self.preprocessor.transform(frame[FEATURE_NAMES].to_numpy()))
+        return _normalise(raw, self.calibration)
+
+
+def _normalise(raw: np.ndarray, calibration: dict[str, float] | None) -> np.ndarray:
+    if calibration is None:
+        return np.clip(raw, 0.0, 1.0)
+    lo, hi = calibration["min"], calibration["max"]
+    return np.clip((raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw), 0.0, 1.0)
+
+
+def time_split(frame: pd.DataFrame, share: float = VALIDATION_SHARE) -> tuple[pd.DataFrame, ...]:
+    """(train, validation): the last ``share`` of transactions by time validate."""
+    ordered = frame.sort_values(["timestamp", "transaction_id"], kind="stable")
+    cut = round(len(ordered) * (1.0 - share))
+    return ordered.iloc[:cut], ordered.iloc[cut:]
+
+
+def fit_and_select(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    *,
+    mode: str,
+    algo: str,
+    rule: str = "f1",
+    target_precision: float = 0.9,
+    alert_budget: float = 5.0,
+    seed: int = 42,
+    progress: Progress = no_progress,
+) -> FittedModel:
+    """Fit on ``train``, choose the threshold and measure on ``validation`` (time-ordered)."""
+    from rtfd.ml.metrics import summary
+    from rtfd.ml.models import fit_model
+    from rtfd.ml.preprocess import Preprocessor
+    from rtfd.ml.thresholds import choose_threshold
+
+    if len(train) == 0 or len(validation) == 0:
+        raise DataError("not enough transactions to split into training and validation")
+    y_train = train["label"].to_numpy() if "label" in train else None
+    if mode == "supervised" and (y_train is None or (y_train > 0).sum() == 0):
+        raise DataError(
+            "no fraud label in the training window: supervised training needs some "
+            "(use --mode unsupervised, or more data)"
+        )
+    X_train = train[FEATURE_NAMES].to_numpy(dtype=np.float64)
+    linear = algo != "xgboost"
+    pre = Preprocessor.fit(X_train, list(FEATURE_NAMES), log=linear, standardise=linear)
+    Xt = pre.transform(X_train)
+    model = fit_model(
+        algo,
+        Xt,
+        y_train if mode == "supervised" else None,
+        seed=seed,
+        progress=scaled(progress, 0.0, 0.9),
+    )
+    calibration = None
+    if mode == "unsupervised":
+        rows = Xt
+        if len(Xt) > CALIBRATION_MAX_ROWS:
+            rng = np.random.default_rng(seed)
+            rows = Xt[rng.choice(len(Xt), size=CALIBRATION_MAX_ROWS, replace=False)]
+        raw = model.raw(rows)
+        calibration = {"min": float(raw.min()), "max": float(raw.max())}
+    progress("scoring the validation window", 0.92)
+    X_val = pre.transform(validation[FEATURE_NAMES].to_numpy(dtype=np.float64))
+    scores = _normalise(model.raw(X_val), calibration)
+    y_val = validation["label"].to_numpy() if "label" in validation else None
+    choice = choose_threshold(
+        scores, y_val, rule, target_precision=target_precision, alert_budget=alert_budget
+    )
+    metrics = summary(
+        np.zeros(len(scores)) if y_val is None else y_val,
+        scores,
+        choice.threshold,
+        timestamps=validation["timestamp"] if "user_id" in validation else None,
+        cards=validation["user_id"].to_numpy() if "user_id" in validation else None,
+    )
+    progress("validation done", 1.0)
+    return FittedModel(model, pre, choice, calibration, metrics, validation, scores, len(train))
+
+
+@dataclass
+class TrainResult:
+    """What ``rtfd train`` did."""
+
+    version: str
+    promoted: bool
+    decision: str
+    mode: str
+    algo: str
+    threshold: float
+    metrics: dict[str, Any]
+    n_train: int
+    n_validation: int
+    source: str
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _bootstrap_history(settings: Settings, progress: Progress) -> pd.DataFrame:
+    from rtfd.ml.data import simulated_history
+
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return simulated_history(
+        BOOTSTRAP_DAYS,
+        seed=settings.generator_seed,
+        users=min(settings.generator_users, BOOTSTRAP_USERS),
+        merchants=min(settings.generator_merchants, BOOTSTRAP_MERCHANTS),
+        fraud_rate=max(settings.generator_fraud_rate, 0.005),
+        start=today - timedelta(days=BOOTSTRAP_DAYS),
+        progress=progress,
+    )
+
+
+def training_frame(
+    settings: Settings,
+    data: pd.DataFrame | Path | str | None,
+    *,
+    bootstrap: bool = False,
+    progress: Progress = no_progress,
+) -> tuple[pd.DataFrame, str]:
+    """The labelled feature table to train on, and a description of where it came from."""
+    from rtfd.ml.data import (
+        _glob,
+        has_features,
+        labelled_features,
+        read_training_table,
+        read_transactions,
+    )
+
+    delay_s = settings.label_maturity_days * 86_400.0
+    if data is None and not bootstrap and _glob(settings.enriched_dir) is not None:
+        progress("reading enriched Parquet and matured labels", 0.0)
+        return read_training_table(settings), f"enriched Parquet in {settings.enriched_dir}"
+    if data is None:
+        history = _bootstrap_history(settings, scaled(progress, 0.0, 0.5))
+        source = f"simulated history ({BOOTSTRAP_DAYS} days, seed {settings.generator_seed})"
+    elif isinstance(data, pd.DataFrame):
+        history, source = data, "a data frame"
+    else:
+        history = read_transactions(data, required=())
+        source = str(data)
+    if "label" not in history.columns:
+        raise DataError(f"{source}: no label column to train on")
+    if has_features(history):
+        for col in ("transaction_id", "timestamp"):
+            if col not in history.columns:
+                raise DataError(f"{source}: missing column {col}")
+        frame = history.copy()
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+        return frame, source
+    progress(f"computing features of {len(history):,} transactions", 0.5)
+    return labelled_features(history, label_delay_s=delay_s), source
+
+
+def train_model(
+    settings: Settings,
+    *,
+    mode: str | None = None,
+    algo: str | None = None,
+    data: pd.DataFrame | Path | str | None = None,
+    bootstrap: bool = False,
+    promote: bool = True,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> TrainResult:
+    """Train, register and (champion/challenger permitting) promote a model."""
+    from rtfd.features.kernel import DEFAULT_CONFIG
+    from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
+    from rtfd.ml.registry import PromotionRefused, Registry
+
+    started = time.monotonic()
+    mode, algo = resolve_mode_algo(
+        mode, algo, default_mode=settings.model_mode, default_algo=settings.model_algo
+    )
+    frame, source = training_frame(
+        settings, data, bootstrap=bootstrap, progress=scaled(progress, 0.0, 0.3)
+    )
+    train, validation = time_split(frame)
+    progress(f"training {algo} on {len(train):,} transactions", 0.3)
+    fitted = fit_and_select(
+        train,
+        validation,
+        mode=mode,
+        algo=algo,
+        rule=settings.model_threshold_rule,
+        target_precision=settings.model_target_precision,
+        alert_budget=settings.model_alert_budget,
+        seed=settings.generator_seed,
+        progress=scaled(progress, 0.3, 0.9),
+    )
+    metrics = {
+        **fitted.metrics,
+        "n_train": len(train),
+        "n_validation": len(validation),
+        "train_positives": int((train["label"] > 0).sum()),
+        "threshold": fitted.choice.threshold,
+        "threshold_rule": fitted.choice.rule,
+    }
+    ts = frame["timestamp"]
+    holdout_cols = [*FEATURE_NAMES, "label", "timestamp"]
+    holdout = validation[holdout_cols].iloc[-HOLDOUT_MAX_ROWS:].reset_index(drop=True)
+    progress("saving the model version", 0.92)
+    registry = Registry(settings.models_dir)
+    version = registry.save(
+        model=fitted.model,
+        preprocessor=fitted.preprocessor,
+        features=list(FEATURE_NAMES),
+        threshold={
+            "threshold": fitted.choice.threshold,
+            "mode": mode,
+            "algo": algo,
+            "rule": fitted.choice.rule,
+            "choice": fitted.choice.to_dict(),
+            "calibration": fitted.calibration,
+        },
+        metrics=metrics,
+        holdout=holdout,
+        extra={
+            "data": {
+                "source": source,
+                "start": ts.min().isoformat(),
+                "end": ts.max().isoformat(),
+                "rows": len(frame),
+                "positives": int((frame["label"] > 0).sum()),
+                "validation_start": validation["timestamp"].min().isoformat(),
+            },
+            "kernel": DEFAULT_CONFIG.to_dict(),
+            "merchant_risk": {
+                "label_delay_s": settings.label_maturity_days * 86_400.0,
+                "period_s": DEFAULT_PERIOD_S,
+            },
+        },
+    )
+    promoted, decision = False, "not promoted (--no-promote)"
+    if promote:
+        progress("champion/challenger check", 0.96)
+        try:
+            decision = registry.promote(version, force=force)
+            promoted = True
+        except PromotionRefused as e:
+            decision = e.message
+    progress(f"{version} saved", 1.0)
+    return TrainResult(
+        version=version,
+        promoted=promoted,
+        decision=decision,
+        mode=mode,
+        algo=algo,
+        threshold=fitted.choice.threshold,
+        metrics=metrics,
+        n_train=len(train),
+        n_validation=len(validation),
+        source=source,
+        seconds=time.monotonic() - started,
+    )
+
+
+def ensure_bootstrap_model(settings: Settings, progress: Progress = no_progress) -> str:
+    """The live version; when the registry has none, train one on a simulated history first."""
+    from rtfd.ml.registry import Registry
+
+    registry = Registry(settings.models_dir)
+    current = registry.current()
+    if current is not None:
+        return current
+    result = train_model(
+        settings, mode="supervised", algo="xgboost", bootstrap=True, force=True, progress=progress
+    )
+    return result.version
