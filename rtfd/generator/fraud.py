@@ -106,10 +106,10 @@ class FraudParams:
     sp_min_tx: int = 3
     sp_extra_mean: float = 2.5
     sp_max_tx: int = 10
-    sp_gap_mean_s: float = 600.0
+    sp_gap_mean_s: float = 480.0
     sp_gap_min_s: float = 60.0
     sp_start_delay_s: float = 3600.0
-    sp_amount_median: float = 2.5
+    sp_amount_median: float = 3.0
     sp_amount_sigma: float = 0.5
     sp_categories: dict[str, float] = field(
         default_factory=lambda: {
@@ -122,7 +122,7 @@ class FraudParams:
         }
     )
     # amount outlier
-    out_amount_median: float = 10.0
+    out_amount_median: float = 15.0
     out_amount_sigma: float = 0.4
     out_usual_share: float = 0.35
     out_delay_mean_s: float = 2700.0

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rtfd.generator.behaviour import (
+    DAY_S,
     Batch,
     BehaviourParams,
     TripState,
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from rtfd.config import Settings
 
 _WINDOW_STREAM = 0x57494E  # "WIN": keeps window streams apart from the population's
+_WARM_UP_STREAM = 0x57524D  # "WRM"
+_WARM_UP_DAYS = 28.0  # longer than any trip (21 days + transit) or compromise
 
 
 class Simulator:
@@ -49,6 +52,7 @@ class Simulator:
         self.trips = TripState.empty(population.n_users)
         self.compromises = CompromiseState()
         self._destinations = destination_cdfs(population, self.behaviour)
+        self._warm = False
 
     @classmethod
     def create(
@@ -84,6 +88,8 @@ class Simulator:
     def window(self, t0: float, t1: float, index: int) -> Batch:
         """Every transaction with event time in [t0, t1) (bursts may run a little past t1),
         sorted by time. ``index`` names the window's random stream: use each index once."""
+        if not self._warm:
+            self._warm_up(t0)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, _WINDOW_STREAM, index]))
         start_trips(self.pop, self.trips, self.behaviour, self._destinations, rng, t0, t1)
         self.fraud_model.start_compromises(self.compromises, rng, t0, t1)
@@ -91,3 +97,14 @@ class Simulator:
         fraud = self.fraud_model.window(legit, self.trips, self.compromises, rng, t0, t1)
         self.compromises.expire(t1)
         return Batch.concat([legit, fraud]).sorted()
+
+    def _warm_up(self, t0: float) -> None:
+        """Start the world in its steady state: some users are already travelling and some
+        merchants already compromised when the first window opens, instead of everybody at home
+        and every merchant clean for the first days."""
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, _WARM_UP_STREAM]))
+        before = t0 - _WARM_UP_DAYS * DAY_S
+        start_trips(self.pop, self.trips, self.behaviour, self._destinations, rng, before, t0)
+        self.fraud_model.start_compromises(self.compromises, rng, before, t0)
+        self.compromises.expire(t0)
+        self._warm = True

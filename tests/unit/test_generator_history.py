@@ -248,7 +248,8 @@ def test_spree_and_takeover_are_high_value(by_user: pd.DataFrame) -> None:
 def test_compromised_merchants_see_a_share_of_fraud(history: pd.DataFrame) -> None:
     cm = history[history["fraud_type"] == "compromised_merchant"]
     merchants = cm["merchant_id"].value_counts()
-    assert 2 <= len(merchants) <= 40
+    assert 2 <= len(merchants) <= 100  # a few dozen of 2,000 merchants
+    assert merchants.iloc[0] >= 20
     top = merchants.index[0]
     at = history[history["merchant_id"] == top]
     span = cm.loc[cm["merchant_id"] == top, "timestamp"]
