@@ -9,7 +9,7 @@ the rate, so wall-clock gaps are shorter than simulated ones.
 :class:`LiveGenerator` runs on its own thread and is driven from any thread (CLI, TUI,
 supervisor): start, pause/resume/toggle, set_rate, stop. Pacing is schedule-based on a monotonic
 clock (message k is due at ``anchor + k / rate``) and messages go out in small bursts. Nothing
-drawn is ever dropped or drawn twice: a pause only stops taking from the buffer, and stop flushes
+drawn is ever dropped or sent twice: a pause only stops taking from the source, and stop flushes
 the producer. The idempotent producer (acks=all) keeps broker retries from duplicating.
 
 Fraud labels follow like chargebacks: each fraudulent transaction gets a LABEL record on the
