@@ -587,22 +587,26 @@ class RtfdApp(App[int]):
 
 
 def describe_training(result: Any) -> str:
-    """'v0004 xgboost · avg prec 0.912 · ROC AUC 0.991 · promoted' from a training result."""
+    """'v0004 · avg prec 0.912 · ROC AUC 0.991 · promoted' from a training result."""
     version = field(result, "version", "new model")
     metrics = field(result, "metrics") or {}
     parts = [str(version)]
-    for label, names in (
-        ("avg prec", ("average_precision", "ap")),
-        ("ROC AUC", ("auc_roc", "roc_auc")),
-        ("precision", ("precision",)),
-        ("recall", ("recall",)),
+    for label, name in (
+        ("avg prec", "average_precision"),
+        ("ROC AUC", "auc_roc"),
+        ("precision", "precision"),
+        ("recall", "recall"),
     ):
-        value = next((field(metrics, n) for n in names if field(metrics, n) is not None), None)
-        if value is not None:
+        value = field(metrics, name)
+        if number(value) is not None:
             parts.append(f"{label} {fmt_metric(value)}")
     promoted = field(result, "promoted")
     if promoted is not None:
-        parts.append("promoted: the stream switches to it" if promoted else "kept the champion")
+        decision = field(result, "decision")
+        if promoted:
+            parts.append("promoted: the stream switches to it")
+        else:
+            parts.append(f"kept the champion ({decision})" if decision else "kept the champion")
     return " · ".join(parts)
 
 

@@ -112,33 +112,26 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _version_names(registry: Any, models_dir: Path) -> list[str]:
-    for name in ("versions", "list_versions", "list"):
-        fn = getattr(registry, name, None)
-        if callable(fn):
-            items = list(fn())
-            return [str(getattr(i, "version", i)) for i in items]
-    if not models_dir.is_dir():
-        return []
-    return sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
-
-
 def _describe(registry: Any, version: str, models_dir: Path) -> dict[str, Any]:
+    """What the panel shows of one version, from small JSON files only (nothing unpickled).
+
+    The manifest is read through the registry, which checks its digest: a tampered version
+    shows with a note instead of metrics that may be lies.
+    """
     info: dict[str, Any] = {}
-    describe = getattr(registry, "describe", None)
-    if callable(describe):
+    manifest = getattr(registry, "manifest", None)
+    if callable(manifest):
         try:
-            raw = describe(version)
-            info = dict(raw) if isinstance(raw, Mapping) else dict(vars(raw))
+            doc = manifest(version)
         except Exception as e:  # one unreadable version must not hide the others
-            info = {"note": getattr(e, "message", str(e))}
+            return {"note": getattr(e, "message", str(e))}
+        info.update({k: doc.get(k) for k in ("created_at", "mode", "algo") if doc.get(k)})
     vdir = models_dir / version
-    if "metrics" not in info:
-        info["metrics"] = _read_json(vdir / "metrics.json")
-    if "threshold" not in info or "mode" not in info:
-        thr = _read_json(vdir / "threshold.json")
-        info.setdefault("threshold", thr.get("threshold"))
-        info.setdefault("mode", thr.get("mode"))
+    threshold = _read_json(vdir / "threshold.json")
+    info.setdefault("mode", threshold.get("mode"))
+    info.setdefault("algo", threshold.get("algo"))
+    info["threshold"] = threshold.get("threshold")
+    info["metrics"] = _read_json(vdir / "metrics.json")
     return info
 
 
@@ -150,10 +143,10 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
     registry = Registry(models_dir)
     current = registry.current()
     rows = []
-    for version in sorted(_version_names(registry, models_dir), reverse=True):
+    for version in reversed(registry.versions()):
         info = _describe(registry, version, models_dir)
         metrics = info.get("metrics")
-        created = info.get("created_at") or info.get("created") or info.get("trained_at") or "-"
+        created = info.get("created_at") or "-"
         rows.append(
             ModelRow(
                 version=version,
@@ -170,12 +163,13 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
 
 
 def rollback_model(settings: Settings) -> str | None:
-    """Make the previous version live again; returns the now-live version."""
+    """Make the previously promoted version live again; returns its name.
+
+    The stream notices ``models/CURRENT`` change and scores the next batch with it.
+    """
     from rtfd.ml.registry import Registry
 
-    registry = Registry(settings.models_dir)
-    result = registry.rollback()
-    return str(result) if isinstance(result, str) else registry.current()
+    return Registry(settings.models_dir).rollback()
 
 
 @dataclass

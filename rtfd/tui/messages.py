@@ -77,9 +77,9 @@ class ProgressReady(Message):
 class TrainingUpdate(Message):
     """Training progress (only the newest matters, so it replaces a pending one)."""
 
-    def __init__(self, fraction: float, phase: str) -> None:
+    def __init__(self, fraction: float | None, phase: str) -> None:
         super().__init__()
-        self.fraction = fraction
+        self.fraction = fraction  # None: this step's share of the work is unknown
         self.phase = phase
 
     def can_replace(self, message: Message) -> bool:
@@ -201,7 +201,11 @@ class Bridge:
         elif isinstance(event, ComponentChanged):
             self._target.post_message(ComponentUpdate(event.status))
         elif isinstance(event, TrainingProgress):
-            self._target.post_message(TrainingUpdate(event.fraction, event.phase))
+            fraction, phase = event.fraction, event.phase
+            if not isinstance(fraction, int | float) and isinstance(phase, int | float):
+                # rtfd.ml's callbacks are (message, fraction): accept either order.
+                fraction, phase = phase, fraction
+            self._target.post_message(TrainingUpdate(fraction, str(phase)))
         elif isinstance(event, Notice):
             self._target.post_message(NoticePosted(event.level, event.message))
 

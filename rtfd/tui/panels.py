@@ -371,7 +371,7 @@ class ModelPanel(Vertical):
         try:
             live = self.rtfd.services.rollback(self.rtfd.settings)
         except Exception as e:
-            self.post_message(QueryFailed(_title(e, "Rollback refused"), _message(e)))
+            self.post_message(QueryFailed("Rollback refused", _message(e)))
             return
         self.app.call_from_thread(self._rolled_back, live)
 

@@ -83,11 +83,12 @@ class TrainingBar(Horizontal):
         yield self.phase
         yield self.bar
 
-    def show_progress(self, fraction: float, phase: str) -> None:
+    def show_progress(self, fraction: float | None, phase: str) -> None:
         self.display = True
-        pct = max(0.0, min(1.0, fraction)) * 100
         self.phase.update(f"training: {phase}")
-        self.bar.update(progress=pct)
+        f = number(fraction)
+        if f is not None:
+            self.bar.update(progress=max(0.0, min(1.0, f)) * 100)
 
     def hide(self) -> None:
         self.display = False
