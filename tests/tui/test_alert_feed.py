@@ -28,7 +28,7 @@ def produce(config: dict[str, str], topic: str, values: list[bytes]) -> None:
 def create_topic(config: dict[str, str], topic: str, partitions: int = 3) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(config)
+    admin = AdminClient(dict(config))
     for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
         future.result(30)
 

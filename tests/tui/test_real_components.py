@@ -84,7 +84,9 @@ async def test_query_panel_runs_saved_queries_on_real_duckdb_and_exports_csv(
 
         app.query_one("#sql", TextArea).text = "SELECT count(*) AS n FROM enriched_transactions"
         await pilot.press("f5")
-        await wait_for(pilot, lambda: "1 rows" in str(app.query_one("#query-status").content), "n")
+        await wait_for(
+            pilot, lambda: "1 rows" in str(app.query_one("#query-status", Label).content), "n"
+        )
         assert str(table.get_row_at(0)[0]) == f"{ROWS:,}"
 
         await pilot.press("ctrl+s")
@@ -96,13 +98,15 @@ async def test_query_panel_runs_saved_queries_on_real_duckdb_and_exports_csv(
 
         app.query_one("#sql", TextArea).text = "DELETE FROM labels"
         await pilot.press("f5")
-        await wait_for(pilot, lambda: "✖" in str(app.query_one("#query-status").content), "error")
+        await wait_for(
+            pilot, lambda: "✖" in str(app.query_one("#query-status", Label).content), "error"
+        )
         assert "read-only panel" in str(app.query_one("#query-status", Label).content)
 
         app.query_one("#sql", TextArea).text = "SELECT * FROM read_csv('/etc/passwd')"
         await pilot.press("f5")
         await wait_for(
-            pilot, lambda: "✖" in str(app.query_one("#query-status").content), "the refusal"
+            pilot, lambda: "✖" in str(app.query_one("#query-status", Label).content), "the refusal"
         )
         assert app.is_running
 
