@@ -1,0 +1,184 @@
+"""Training: time-ordered split, every algorithm, the data sources, bootstrap."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rtfd.config import Settings, load_settings
+from rtfd.errors import ConfigError, DataError
+from rtfd.features import FEATURE_NAMES
+from rtfd.ml import models, train
+from rtfd.ml.data import labelled_features, read_training_table, simulated_history
+from rtfd.ml.metrics import ranking_metrics
+from rtfd.ml.registry import Registry
+from rtfd.ml.train import ensure_bootstrap_model, resolve_mode_algo, time_split, train_model
+
+pytestmark = pytest.mark.unit
+
+
+@functools.cache
+def small_history() -> pd.DataFrame:
+    """12 days of 600 cards, 2 % fraud: enough to learn, seconds to build."""
+    return simulated_history(
+        12,
+        seed=7,
+        users=600,
+        merchants=150,
+        fraud_rate=0.02,
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+@pytest.fixture(autouse=True)
+def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "XGB_ROUNDS", 60)
+    monkeypatch.setattr(models, "IFOREST_TREES", 50)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings({"label_maturity_days": 2})
+
+
+@pytest.mark.parametrize("algo", ["xgboost", "logreg", "iforest"])
+def test_each_algorithm_trains_registers_and_scores(settings: Settings, algo: str) -> None:
+    result = train_model(settings, algo=algo, data=small_history())
+    assert result.promoted and result.version == "v0001"
+    assert result.mode == ("unsupervised" if algo == "iforest" else "supervised")
+    model = Registry(settings.models_dir).load()
+    assert model.features == FEATURE_NAMES and model.algo == algo
+    feats = labelled_features(small_history().iloc[-3000:], label_delay_s=2 * 86_400)
+    scores = model.score(feats)
+    assert scores.shape == (3000,) and scores.min() >= 0.0 and scores.max() <= 1.0
+    assert scores.dtype == np.float64
+    labels = feats["label"].to_numpy()
+    assert ranking_metrics(labels, scores)["average_precision"] > 5 * labels.mean()
+    reasons = model.explain(feats.iloc[:50])
+    assert len(reasons) == 50 and all(len(r) <= 3 for r in reasons)
+    assert any(reasons) and all(isinstance(p, str) and p for r in reasons for p in r)
+    assert result.metrics["auc_roc"] > 0.8
+    if algo == "iforest":
+        assert model.calibration is not None
+        assert model.calibration["max"] > model.calibration["min"]
+    else:
+        assert model.calibration is None
+
+
+def test_flagged_fraud_is_explained_by_what_gives_it_away(settings: Settings) -> None:
+    train_model(settings, algo="xgboost", data=small_history())
+    model = Registry(settings.models_dir).load()
+    history = small_history()
+    feats = labelled_features(history, label_delay_s=2 * 86_400)
+    card_testing = feats[(history["fraud_type"] == "card_testing").to_numpy()].iloc[-20:]
+    reasons = [p for r in model.explain(card_testing) for p in r]
+    assert any("merchant" in p or "last 10 minutes" in p or "last hour" in p for p in reasons)
+
+
+def test_split_is_by_time_never_shuffled() -> None:
+    frame = labelled_features(small_history(), label_delay_s=86_400).sample(frac=1, random_state=1)
+    tr, va = time_split(frame)
+    assert tr["timestamp"].max() <= va["timestamp"].min()
+    assert len(va) == pytest.approx(0.25 * len(frame), abs=1)
+
+
+def test_mode_follows_the_algorithm_and_conflicts_are_errors() -> None:
+    r = resolve_mode_algo
+    assert r(None, "iforest", default_mode="supervised", default_algo="xgboost") == (
+        "unsupervised",
+        "iforest",
+    )
+    assert r("unsupervised", None, default_mode="supervised", default_algo="xgboost") == (
+        "unsupervised",
+        "iforest",
+    )
+    assert r(None, None, default_mode="supervised", default_algo="logreg") == (
+        "supervised",
+        "logreg",
+    )
+    with pytest.raises(ConfigError, match="unsupervised"):
+        r("supervised", "iforest", default_mode="supervised", default_algo="xgboost")
+
+
+def test_supervised_training_without_fraud_is_a_clear_error(settings: Settings) -> None:
+    clean = small_history().assign(label=0)
+    with pytest.raises(DataError, match="no fraud label"):
+        train_model(settings, algo="xgboost", data=clean)
+
+
+def _write_enriched(settings: Settings, now: datetime) -> pd.DataFrame:
+    """The stream's outputs for the small history: enriched Parquet (no labels) + labels."""
+    history = small_history()
+    feats = labelled_features(history, label_delay_s=2 * 86_400)
+    enriched = pd.concat(
+        [history.drop(columns=["label", "fraud_type"]), feats[FEATURE_NAMES]], axis=1
+    )
+    enriched["fraud_score"] = 0.0
+    day = enriched["timestamp"].dt.strftime("%Y-%m-%d")
+    for date, part in enriched.groupby(day):
+        out = settings.enriched_dir / f"event_date={date}"
+        out.mkdir(parents=True)
+        part.to_parquet(out / "part-0.parquet", index=False)
+        if date == day.iloc[0]:  # a replayed micro-batch left a duplicate file
+            part.to_parquet(out / "part-1.parquet", index=False)
+    fraud = history[history["label"] == 1]
+    settings.labels_dir.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "transaction_id": fraud["transaction_id"],
+            "label": 1,
+            "fraud_type": fraud["fraud_type"],
+            "reported_at": fraud["timestamp"] + timedelta(hours=1),
+        }
+    ).to_parquet(settings.labels_dir / "part-0.parquet", index=False)
+    return history
+
+
+def test_default_data_is_enriched_parquet_with_matured_labels(settings: Settings) -> None:
+    history = _write_enriched(settings, datetime.now(UTC))
+    now = history["timestamp"].max() + timedelta(days=1)
+    table = read_training_table(settings, now=now.to_pydatetime())
+    matured = history[history["timestamp"] <= now - timedelta(days=2)]
+    assert len(table) == len(matured)  # the duplicate file is counted once
+    assert table["label"].sum() == matured["label"].sum()
+    assert table["timestamp"].is_monotonic_increasing
+    result = train_model(settings, algo="xgboost")
+    assert "enriched Parquet" in result.source
+    assert result.n_train + result.n_validation == len(history)
+
+
+def test_enriched_data_without_matured_rows_says_what_to_do(settings: Settings) -> None:
+    history = _write_enriched(settings, datetime.now(UTC))
+    early = (history["timestamp"].min() + timedelta(days=1)).to_pydatetime()
+    with pytest.raises(DataError, match="RTFD_LABEL_MATURITY_DAYS"):
+        read_training_table(settings, now=early)
+
+
+def test_missing_enriched_data_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(DataError, match="--bootstrap"):
+        read_training_table(settings)
+
+
+def test_training_from_a_file(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "tx.parquet"
+    small_history().to_parquet(path)
+    result = train_model(settings, algo="logreg", data=path)
+    assert result.source == str(path)
+
+
+def test_bootstrap_trains_once_from_a_simulated_history(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train, "BOOTSTRAP_DAYS", 10)
+    monkeypatch.setattr(train, "BOOTSTRAP_USERS", 500)
+    seen: list[float] = []
+    version = ensure_bootstrap_model(settings, progress=lambda m, f: seen.append(f or 0.0))
+    assert version == "v0001" and Registry(settings.models_dir).current() == "v0001"
+    assert seen and seen[-1] == 1.0 and seen == sorted(seen)
+    assert ensure_bootstrap_model(settings) == "v0001"  # already there: nothing trained
+    assert Registry(settings.models_dir).versions() == ["v0001"]
