@@ -45,10 +45,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         func=cmd_models_list
     )
     show = msub.add_parser("show", help="one version's metrics and manifest (verified)")
-    show.add_argument("version", nargs="?", help="default: the live version")
+    # dest is not "version": that would shadow the global --version flag.
+    show.add_argument("model_version", metavar="VERSION", nargs="?", help="default: the live one")
     show.set_defaults(func=cmd_models_show)
     promote = msub.add_parser("promote", help="make a version live (champion/challenger)")
-    promote.add_argument("version")
+    promote.add_argument("model_version", metavar="VERSION")
     promote.add_argument("--force", action="store_true", help="even if worse than the live one")
     promote.set_defaults(func=cmd_models_promote)
     msub.add_parser("rollback", help="make the previously live version live again").set_defaults(
@@ -155,7 +156,7 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.ml.registry import Registry
 
     registry = Registry(settings.models_dir)
-    model = registry.load(args.version)
+    model = registry.load(args.model_version)
     doc = model.describe()
     doc["live"] = model.version == registry.current()
     doc["manifest"] = model.manifest
@@ -166,7 +167,7 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_models_promote(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.ml.registry import Registry
 
-    print(Registry(settings.models_dir).promote(args.version, force=args.force))
+    print(Registry(settings.models_dir).promote(args.model_version, force=args.force))
     return 0
 
 

@@ -1,0 +1,182 @@
+"""The model registry: tampering is refused, promotion is earned, rollback works."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import pickle
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rtfd.cli import main
+from rtfd.config import Settings, load_settings
+from rtfd.errors import ArtifactError
+from rtfd.ml import models
+from rtfd.ml.data import simulated_history
+from rtfd.ml.registry import REQUIRED_FILES, PromotionRefused, Registry, _canonical
+from rtfd.ml.train import train_model
+
+pytestmark = pytest.mark.unit
+
+
+@functools.cache
+def history() -> pd.DataFrame:
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    return simulated_history(10, seed=11, users=500, merchants=120, fraud_rate=0.02, start=start)
+
+
+@pytest.fixture(autouse=True)
+def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models, "XGB_ROUNDS", 40)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings({"label_maturity_days": 2})
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trained version (v0001, live), built once and copied into each test's home."""
+    home = tmp_path_factory.mktemp("registry-template")
+    settings = load_settings({"home": str(home), "label_maturity_days": 2}, environ={})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "XGB_ROUNDS", 40)
+        train_model(settings, algo="xgboost", data=history())
+    return settings.models_dir
+
+
+@pytest.fixture
+def registry(settings: Settings, trained_models: Path) -> Registry:
+    shutil.copytree(trained_models, settings.models_dir)
+    return Registry(settings.models_dir)
+
+
+ARTIFACTS = [*REQUIRED_FILES, "holdout.parquet", "manifest.json"]
+
+
+@pytest.mark.parametrize("name", ARTIFACTS)
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.99])
+def test_flipping_any_byte_of_any_artifact_is_refused(
+    registry: Registry, name: str, where: float
+) -> None:
+    path = registry.root / "v0001" / name
+    data = bytearray(path.read_bytes())
+    i = int(len(data) * where)
+    data[i] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError) as err:
+        registry.load()
+    assert "v0001" in err.value.message
+    assert name in err.value.message or "manifest" in err.value.message
+
+
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_a_missing_artifact_makes_the_version_incomplete(registry: Registry, name: str) -> None:
+    (registry.root / "v0001" / name).unlink()
+    with pytest.raises(ArtifactError, match=r"incomplete|does not exist"):
+        registry.load("v0001")
+
+
+def test_an_unlisted_file_is_refused(registry: Registry) -> None:
+    (registry.root / "v0001" / "extra.pkl").write_bytes(b"x")
+    with pytest.raises(ArtifactError, match=r"extra\.pkl"):
+        registry.load()
+
+
+def test_a_malicious_pickle_is_refused_even_with_a_matching_manifest(registry: Registry) -> None:
+    """Someone who rewrites both the pickle and the manifest still cannot run code."""
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("echo pwned",))
+
+    vdir = registry.root / "v0001"
+    (vdir / "model.pkl").write_bytes(pickle.dumps(Evil()))
+    doc = json.loads((vdir / "manifest.json").read_text())
+    doc.pop("manifest_sha256")
+    doc["files"]["model.pkl"] = hashlib.sha256((vdir / "model.pkl").read_bytes()).hexdigest()
+    doc["manifest_sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    (vdir / "manifest.json").write_bytes(_canonical(doc))
+    with pytest.raises(ArtifactError, match=r"refusing to load (posix|os)\.system"):
+        registry.load()
+
+
+def test_loading_an_unknown_or_absent_version(settings: Settings) -> None:
+    empty = Registry(settings.models_dir)
+    assert empty.versions() == [] and empty.current() is None
+    with pytest.raises(ArtifactError, match="rtfd train"):
+        empty.load()
+    with pytest.raises(ArtifactError, match="not a model version"):
+        empty.load("../etc")
+
+
+def _bad_challenger(settings: Settings) -> str:
+    """A model trained on shuffled labels: no better than chance."""
+    rng = np.random.default_rng(0)
+    noisy = history().assign(label=rng.permutation(history()["label"].to_numpy()))
+    return train_model(settings, algo="xgboost", data=noisy, promote=False).version
+
+
+def test_champion_challenger_and_rollback(settings: Settings, registry: Registry) -> None:
+    assert registry.current() == "v0001"
+    worse = _bad_challenger(settings)
+    assert worse == "v0002" and registry.current() == "v0001"
+    with pytest.raises(PromotionRefused, match="worse than the live v0001"):
+        registry.promote(worse)
+    assert registry.current() == "v0001"
+    assert "forced" in registry.promote(worse, force=True)
+    assert registry.current() == "v0002"
+    # A retrain on the same data is at least as good as the live (bad) one: promoted on merit.
+    again = train_model(settings, algo="xgboost", data=history())
+    assert again.promoted and "AP" in again.decision
+    assert registry.current() == "v0003"
+    assert registry.rollback() == "v0002"
+    assert registry.rollback() == "v0001"
+    assert registry.current() == "v0001"
+    with pytest.raises(ArtifactError, match="nothing to roll back"):
+        registry.rollback()
+    assert [p.name for p in registry.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_training_reports_a_refused_promotion(settings: Settings, registry: Registry) -> None:
+    rng = np.random.default_rng(1)
+    noisy = history().assign(label=rng.permutation(history()["label"].to_numpy()))
+    result = train_model(settings, algo="xgboost", data=noisy)
+    assert not result.promoted and "worse" in result.decision
+    assert registry.current() == "v0001"
+
+
+def test_rollback_refuses_a_broken_target(settings: Settings, registry: Registry) -> None:
+    registry.promote(_bad_challenger(settings), force=True)
+    (registry.root / "v0001" / "threshold.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=r"threshold\.json"):
+        registry.rollback()
+    assert registry.current() == "v0002"
+
+
+def test_models_cli(
+    settings: Settings, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _bad_challenger(settings)
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "* v0001" in out and "  v0002" in out
+    assert main(["models", "show", "v0002"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["version"] == "v0002" and shown["live"] is False
+    assert main(["models", "promote", "v0002"]) == 2
+    assert "worse" in capsys.readouterr().err
+    assert main(["models", "promote", "v0002", "--force"]) == 0
+    assert main(["models", "rollback"]) == 0
+    assert "v0001 is live" in capsys.readouterr().out
+    Path(registry.root / "v0001" / "metrics.json").write_text("{}")
+    assert main(["models", "show"]) == 2
+    assert "SHA-256" in capsys.readouterr().err
