@@ -122,7 +122,10 @@ class BatchLog:
 
 
 def ensure_model(settings: Settings, progress: Any = None) -> str:
-    """The current model version, training a bootstrap model first when there is none."""
+    """The current model version, training a bootstrap model first when there is none.
+
+    ``progress(message, fraction)`` is told how the training goes.
+    """
     from rtfd.ml.registry import Registry
 
     version = Registry(settings.models_dir).current()
@@ -131,4 +134,6 @@ def ensure_model(settings: Settings, progress: Any = None) -> str:
     from rtfd.ml.train import ensure_bootstrap_model
 
     log.warning("no model in %s: training a bootstrap model first", settings.models_dir)
+    if progress is None:
+        return str(ensure_bootstrap_model(settings))
     return str(ensure_bootstrap_model(settings, progress=progress))

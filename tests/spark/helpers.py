@@ -1,0 +1,91 @@
+"""Helpers of the spark tier: read the outputs, consume topics, wait on conditions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rtfd.config import Settings
+
+
+def wait_for(cond: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5) -> Any:
+    """Poll ``cond`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+def read_enriched(settings: Settings, columns: str = "*") -> pd.DataFrame:
+    """Every committed row of enriched_transactions (only *.parquet files count)."""
+    return read_parquet_dir(settings.enriched_dir, columns)
+
+
+def read_parquet_dir(directory: Path, columns: str = "*") -> pd.DataFrame:
+    import duckdb
+
+    if not directory.exists() or next(directory.rglob("*.parquet"), None) is None:
+        return pd.DataFrame()
+    glob = str(directory / "**" / "*.parquet")
+    with duckdb.connect() as con:
+        return con.execute(
+            f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true)", [glob]
+        ).df()
+
+
+def count_rows(directory: Path) -> int:
+    import duckdb
+
+    if not directory.exists() or next(directory.rglob("*.parquet"), None) is None:
+        return 0
+    glob = str(directory / "**" / "*.parquet")
+    with duckdb.connect() as con:
+        row = con.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def consume_all(settings: Settings, topic: str, *, timeout: float = 30.0) -> list[Any]:
+    """Every message of ``topic`` from the beginning to the current end (values and keys)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from rtfd.broker import client_config
+
+    consumer = Consumer(
+        {
+            **client_config(settings),
+            "group.id": f"rtfd-test-{time.monotonic_ns()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        parts = list(md.topics[topic].partitions) if topic in md.topics else []
+        ends = {}
+        for p in parts:
+            _lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[p] = hi
+        consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+        out: list[Any] = []
+        done = {p for p, hi in ends.items() if hi == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            out.append(msg)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done.add(msg.partition())
+        if len(done) < len(parts):
+            raise AssertionError(f"could not read {topic} to its end in {timeout:.0f} s")
+        return out
+    finally:
+        consumer.close()
