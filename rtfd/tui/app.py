@@ -61,6 +61,9 @@ SCORED_POLL_S = 2.0
 SCORED_POLL_ROWS = 50
 #: Progress records with ``recent`` rows make the Parquet poll unnecessary for this long.
 RECENT_FRESH_S = 5.0
+#: Spark reports nothing while no input arrives: after this long (or three batch durations,
+#: whichever is longer) without a batch, the stream shows as idle with an input rate of 0.
+STREAM_IDLE_S = 10.0
 ALERT_RATE_WINDOW_S = 60.0
 TABS = ("live", "query", "models", "logs")
 _THRESHOLD_RE = re.compile(r"\bthr\s+([0-9.]+)")
@@ -135,6 +138,7 @@ class RtfdApp(App[int]):
         self._alert_feed: AlertFeedLike | None = None
         self._alert_times: deque[tuple[float, int]] = deque()
         self._last_recent = -1e9
+        self._last_progress = time.monotonic()
         self._scored_mark: Any = None
         self._poll_service: QueryBackend | None = None
         self._target_rate: float | None = None
@@ -329,6 +333,7 @@ class RtfdApp(App[int]):
         live.chart("throughput").push(*throughput)
         live.chart("latency").push(*(field(p, "latency_p99_ms") for p in records))
         self.latest_progress = records[-1]
+        self._last_progress = time.monotonic()
         if recent:
             self._last_recent = time.monotonic()
             live.add_scored(recent)
@@ -382,6 +387,19 @@ class RtfdApp(App[int]):
         per_min = sum(n for _, n in self._alert_times) * 60.0 / ALERT_RATE_WINDOW_S
         self.live.chart("alerts").push(per_min)
         self._show_generator()
+        idle = self.stream_idle_s()
+        if idle is not None:
+            self.live.chart("throughput").push(0.0)
+            self._show_status(self.statuses.get("stream"))
+
+    def stream_idle_s(self) -> float | None:
+        """Seconds since the last batch when the running stream has gone quiet, else None."""
+        stream = self.statuses.get("stream")
+        if stream is None or stream.state != State.RUNNING or self.latest_progress is None:
+            return None
+        batch_s = (number(field(self.latest_progress, "batch_duration_ms")) or 0.0) / 1000
+        quiet = time.monotonic() - self._last_progress
+        return quiet if quiet > max(STREAM_IDLE_S, 3 * batch_s) else None
 
     def _maybe_poll_scored(self) -> None:
         stream = self.statuses.get("stream")
@@ -432,7 +450,10 @@ class RtfdApp(App[int]):
         if status.name == "generator":
             self._show_generator()
         elif status.name == "stream":
-            if status.state == State.RUNNING and self.latest_progress is not None:
+            idle = self.stream_idle_s()
+            if idle is not None:
+                text = f"idle: no batch for {idle:.0f} s (no input) · input 0/s"
+            elif status.state == State.RUNNING and self.latest_progress is not None:
                 text = stream_summary(self.latest_progress)
             else:
                 text = status.detail or state
@@ -566,9 +587,12 @@ class RtfdApp(App[int]):
         self.retraining = False
         self.training_bar.hide()
         if message.error:
-            self.notify(message.error, title="Retrain failed", severity="error", timeout=10)
+            log.warning("retrain failed: %s", message.error)
+            self.notify(message.error, title="Retrain failed", severity="error", timeout=15)
         else:
-            self.notify(describe_training(message.result), title="Retrain finished", timeout=10)
+            text = describe_training(message.result)
+            log.info("retrain finished: %s", text)
+            self.notify(text, title="Retrain finished", timeout=15)
         self.model_panel.refresh_catalog()
         self.refresh_bindings()
 

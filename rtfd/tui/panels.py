@@ -84,7 +84,8 @@ class LivePanel(Vertical):
         """Add alerts, dropping replays of one already shown (same alert_id); returns live ones."""
         live = 0
         fresh = []
-        for alert in alerts:
+        # A batch mixes partitions: order it by event time so the feed reads newest first.
+        for alert in sorted(alerts, key=lambda a: str(field(a, "timestamp", ""))):
             key = str(field(alert, "alert_id") or field(alert, "transaction_id") or "")
             if key:
                 if key in self._seen:
@@ -343,8 +344,7 @@ class ModelPanel(Vertical):
         metrics = dict(row.metrics or {})
         flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
         parts = [f"[b]{row.version}[/b]{'  (live)' if row.live else ''}  {row.algo} {row.mode}"]
-        parts += [f"{k} [b]{fmt_metric(v) if isinstance(v, float) else v}[/b]"
-                  for k, v in sorted(flat.items())]  # fmt: skip
+        parts += [f"{k} [b]{_metric_text(v)}[/b]" for k, v in sorted(flat.items())]
         if row.note:
             parts.append(f"[red]{row.note}[/red]")
         self.query_one("#model-detail", Static).update("  ·  ".join(parts))
@@ -380,6 +380,12 @@ class ModelPanel(Vertical):
         self.app.notify(f"{live or 'previous version'} is live again", title="Rolled back")
         self.rtfd.model_changed()
         self.refresh_catalog()
+
+
+def _metric_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:,}" if isinstance(value, int) else fmt_metric(value)
 
 
 def _model_cells(row: ModelRow) -> list[Any]:

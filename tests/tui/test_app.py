@@ -326,3 +326,23 @@ async def test_sigterm_takes_the_graceful_path(
         os.kill(os.getpid(), signal.SIGTERM)
         await wait_for(pilot, lambda: not app.is_running, "the app to exit")
     assert "stop" in supervisor.calls and app.stopped_cleanly
+
+
+async def test_a_stream_without_batches_shows_idle_and_zero_input(
+    settings: Settings, supervisor: FakeSupervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rtfd.tui.app as app_module
+
+    class FastTick(RecordingApp):
+        TICK_S = 0.05
+
+    monkeypatch.setattr(app_module, "STREAM_IDLE_S", 0.3)
+    app = FastTick(settings, supervisor, services=fake_services(FakeRegistry()))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        supervisor.progress(batch_duration_ms=50)
+        await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201/s"), "the batch")
+        await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("idle"), "idle")
+        assert app.live.chart("throughput").values[-1] == 0.0
+        supervisor.progress(batch_duration_ms=50)
+        await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201/s"), "a new batch")
