@@ -166,8 +166,10 @@ class _Raw:
     sum_c: np.ndarray
     sq_hi: np.ndarray
     sq_lo: np.ndarray
-    counts: np.ndarray  # (4, N)
+    counts: np.ndarray  # (4, N) per window
     sums_c: np.ndarray  # (4, N)
+    new_merchants: np.ndarray  # (4, N) prior events in the window that were first at a merchant
+    new_cities: np.ndarray  # (4, N) ... first in a city
     gap_ms: np.ndarray
     prior: dict[str, np.ndarray]  # prior count of the row's (user, key) pair, per PAIR_KINDS
     has_key: dict[str, np.ndarray]  # the row has a key of that kind (city, channel are optional)
@@ -229,6 +231,9 @@ def _finish(raw: _Raw, config: KernelConfig) -> dict[str, np.ndarray]:
     for k, suffix in enumerate(WINDOW_SUFFIXES):
         out[f"sum_{suffix}"] = raw.sums_c[k].astype(np.float64) / 100.0
     out["seconds_since_prev"] = np.where(has, gap_s, float(config.ttl_s))
+    for k in (1, 2):  # 1 h and 24 h
+        out[f"new_merchants_{WINDOW_SUFFIXES[k]}"] = raw.new_merchants[k].astype(np.float64)
+        out[f"new_cities_{WINDOW_SUFFIXES[k]}"] = raw.new_cities[k].astype(np.float64)
     city_c = raw.prior["city"]
     city_known = has & raw.has_key["city"]
     out["city_share"] = np.where(city_known, city_c.astype(np.float64) / n_safe, 1.0)
@@ -272,8 +277,9 @@ class UserState:
     last_te: int | None = None
     last_lat: float = math.nan
     last_lon: float = math.nan
-    events: list[tuple[int, int]] = field(default_factory=list)
-    """(event time ms, cents) of recent transactions, oldest first."""
+    events: list[tuple[int, int, int]] = field(default_factory=list)
+    """(event time ms, cents, flags) of recent transactions, oldest first; flags: 1 = first at
+    its merchant, 2 = first in its city (the first_time_* features of that transaction)."""
     pairs: dict[str, dict[str, tuple[int, int]]] = field(
         default_factory=lambda: {kind: {} for kind in PAIR_KINDS}
     )
@@ -323,13 +329,14 @@ def step(
     if s.last_te is not None and te - s.last_te > ttl:
         s = UserState()
 
-    counts = [0, 0, 0, 0]
-    sums = [0, 0, 0, 0]
-    for e_te, e_c in s.events:
+    counts, sums, new_m, new_c = [0] * 4, [0] * 4, [0] * 4, [0] * 4
+    for e_te, e_c, e_f in s.events:
         for k, w in enumerate(WINDOWS_MS):
             if e_te > te - w:
                 counts[k] += 1
                 sums[k] += e_c
+                new_m[k] += e_f & 1
+                new_c[k] += (e_f >> 1) & 1
 
     def prior(table: dict[str, tuple[int, int]], key: str | None) -> int:
         entry = table.get(key) if key is not None else None
@@ -357,6 +364,8 @@ def step(
         sq_lo=arr(s.sq_lo),
         counts=np.array(counts, dtype=_I64).reshape(4, 1),
         sums_c=np.array(sums, dtype=_I64).reshape(4, 1),
+        new_merchants=np.array(new_m, dtype=_I64).reshape(4, 1),
+        new_cities=np.array(new_c, dtype=_I64).reshape(4, 1),
         gap_ms=arr(te - s.last_te if s.last_te is not None else 0),
         prior={kind: arr(prior(s.pairs[kind], keys[kind])) for kind in PAIR_KINDS},
         has_key={kind: arr(keys[kind] is not None, bool) for kind in PAIR_KINDS},
@@ -374,7 +383,8 @@ def step(
     )
 
     hi, lo = _square_limbs(np.array([cents], dtype=_I64))
-    events = [e for e in s.events if e[0] > te - MAX_WINDOW_MS] + [(te, cents)]
+    flags = int(feats["first_time_merchant"][0] > 0) | (int(feats["first_time_city"][0] > 0) << 1)
+    events = [e for e in s.events if e[0] > te - MAX_WINDOW_MS] + [(te, cents, flags)]
 
     def touched(table: dict[str, tuple[int, int]], key: str | None) -> dict[str, tuple[int, int]]:
         out = {k: v for k, v in table.items() if te - v[1] <= ttl}
@@ -416,7 +426,7 @@ class KernelState:
     """Kernel state of many users, held as columns (one blob per Spark bucket).
 
     * users: ``uid`` and the per-user accumulators (:data:`_USER_COLS`, ``last_lat``/``last_lon``);
-    * events: ``u`` (row in users), ``te``, ``c`` — the bounded recent-event buffers;
+    * events: ``u`` (row in users), ``te``, ``c``, ``f`` — the bounded recent-event buffers;
     * pairs[kind] for each of :data:`PAIR_KINDS`: ``u``, ``key``, ``count``, ``last`` — the
       (user, key) histories.
     """
@@ -433,6 +443,7 @@ class KernelState:
             "u": np.zeros(0, _I64),
             "te": np.zeros(0, _I64),
             "c": np.zeros(0, _I64),
+            "f": np.zeros(0, _I64),
         }
         self.pairs: dict[str, dict[str, np.ndarray]] = {k: _empty_pairs() for k in PAIR_KINDS}
         self._index: pd.Index | None = None
@@ -479,9 +490,12 @@ class KernelState:
             last_lat=float(u["last_lat"][row]),
             last_lon=float(u["last_lon"][row]),
             events=[
-                (int(t), int(c))
-                for t, c in zip(
-                    self.events["te"][ev][order], self.events["c"][ev][order], strict=True
+                (int(t), int(c), int(f))
+                for t, c, f in zip(
+                    self.events["te"][ev][order],
+                    self.events["c"][ev][order],
+                    self.events["f"][ev][order],
+                    strict=True,
                 )
             ],
             pairs={kind: pairs(table) for kind, table in self.pairs.items()},
@@ -504,6 +518,7 @@ class KernelState:
             "u": np.array([i for i, (_, s) in enumerate(items) for _ in s.events], dtype=_I64),
             "te": np.array([e[0] for _, s in items for e in s.events], dtype=_I64),
             "c": np.array([e[1] for _, s in items for e in s.events], dtype=_I64),
+            "f": np.array([e[2] for _, s in items for e in s.events], dtype=_I64),
         }
 
         def pairs(kind: str) -> dict[str, np.ndarray]:
@@ -634,7 +649,7 @@ class KernelState:
             "last_lat": col(users, "last_lat", np.float64),
             "last_lon": col(users, "last_lon", np.float64),
         }
-        out.events = {k: col(events, k, _I64) for k in ("u", "te", "c")}
+        out.events = {k: col(events, k, _I64) for k in ("u", "te", "c", "f")}
         out.pairs = {
             kind: {
                 "u": col(table, "u", _I64),
@@ -950,29 +965,8 @@ def step_batch(
     prev_lat[first] = from_state("last_lat", np.nan)[u[first]]
     prev_lon[first] = from_state("last_lon", np.nan)[u[first]]
 
-    # Velocity windows over the users' buffered events followed by the batch's rows; a stable
-    # sort keeps buffered events before batch rows of the same time.
     inv = np.full(len(state), -1, dtype=_I64)
     inv[su[has_state]] = np.flatnonzero(has_state)
-    E = state.events
-    eb = inv[E["u"]] if len(E["u"]) else np.zeros(0, _I64)
-    sel = eb >= 0
-    cu = np.concatenate([eb[sel], u])
-    cte = np.concatenate([E["te"][sel], te])
-    cc = np.concatenate([E["c"][sel], c])
-    src = np.concatenate([np.zeros(int(sel.sum()), dtype=bool), np.ones(n_rows, dtype=bool)])
-    if sel.any():
-        co = _sort_by_user_time(cu, cte)
-        cu, cte, cc, src = cu[co], cte[co], cc[co], src[co]
-    pos_b = np.flatnonzero(src)
-    ccum = np.concatenate([[0], np.cumsum(cc)])
-    counts = np.empty((4, n_rows), dtype=_I64)
-    sums = np.empty((4, n_rows), dtype=_I64)
-    for k, w in enumerate(WINDOWS_MS):
-        j = np.maximum(_window_lower_bounds(cu, cte, pos_b, w), pos_b - cap)
-        counts[k] = pos_b - j
-        sums[k] = ccum[pos_b] - ccum[j]
-
     codes = {kind: b.keys[kind][0][order] for kind in PAIR_KINDS}
     priors: dict[str, np.ndarray] = {}
     touched: dict[str, dict[str, np.ndarray]] = {}
@@ -982,6 +976,41 @@ def step_batch(
         )
     ch_text = b.keys["channel"][1]
     ch_map = np.array([_CHANNEL_CODES.get(str(v), 0) for v in ch_text] + [0], dtype=_I64)
+    # Each event's flags (first at its merchant, first in its city) go into the buffer.
+    known = n_before > 0
+    flags = (known & (priors["merchant"] == 0)).astype(_I64) | (
+        (known & (codes["city"] >= 0) & (priors["city"] == 0)).astype(_I64) << 1
+    )
+
+    # Velocity windows over the users' buffered events followed by the batch's rows; a stable
+    # sort keeps buffered events before batch rows of the same time.
+    E = state.events
+    eb = inv[E["u"]] if len(E["u"]) else np.zeros(0, _I64)
+    sel = eb >= 0
+    cu = np.concatenate([eb[sel], u])
+    cte = np.concatenate([E["te"][sel], te])
+    cc = np.concatenate([E["c"][sel], c])
+    cf = np.concatenate([E["f"][sel], flags])
+    src = np.concatenate([np.zeros(int(sel.sum()), dtype=bool), np.ones(n_rows, dtype=bool)])
+    if sel.any():
+        co = _sort_by_user_time(cu, cte)
+        cu, cte, cc, cf, src = cu[co], cte[co], cc[co], cf[co], src[co]
+    pos_b = np.flatnonzero(src)
+
+    def prefix(values: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(values)])
+
+    ccum, mcum, ncum = prefix(cc), prefix(cf & 1), prefix((cf >> 1) & 1)
+    counts = np.empty((4, n_rows), dtype=_I64)
+    sums = np.empty((4, n_rows), dtype=_I64)
+    new_m = np.empty((4, n_rows), dtype=_I64)
+    new_c = np.empty((4, n_rows), dtype=_I64)
+    for k, w in enumerate(WINDOWS_MS):
+        j = np.maximum(_window_lower_bounds(cu, cte, pos_b, w), pos_b - cap)
+        counts[k] = pos_b - j
+        sums[k] = ccum[pos_b] - ccum[j]
+        new_m[k] = mcum[pos_b] - mcum[j]
+        new_c[k] = ncum[pos_b] - ncum[j]
 
     raw = _Raw(
         t_ms=t,
@@ -992,6 +1021,8 @@ def step_batch(
         sq_lo=lo_before,
         counts=counts,
         sums_c=sums,
+        new_merchants=new_m,
+        new_cities=new_c,
         gap_ms=np.where(n_before > 0, gap, 0),
         prior=priors,
         has_key={kind: codes[kind] >= 0 for kind in PAIR_KINDS},
@@ -1025,7 +1056,7 @@ def step_batch(
         "last_lat": lat[last_idx],
         "last_lon": lon[last_idx],
     }
-    new_events = {"u": cu[keep_ev], "te": cte[keep_ev], "c": cc[keep_ev]}
+    new_events = {"u": cu[keep_ev], "te": cte[keep_ev], "c": cc[keep_ev], "f": cf[keep_ev]}
 
     def pair_table(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         untouched = _alive_untouched(old, inv, new, final_te, ttl)

@@ -22,7 +22,9 @@ buckets in ``D + 28 days``, whatever the transaction rate.
 
 from __future__ import annotations
 
+import io
 import logging
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,6 +153,42 @@ class MerchantRiskTable:
 
     def __len__(self) -> int:
         return len(self.merchants)
+
+    def to_bytes(self) -> bytes:
+        """A pickle-free blob (NumPy ``.npz``) to ship the table to stream workers."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            meta=np.array(
+                [self.period_ms, self.delay_ms, -1 if self.as_of_ms is None else self.as_of_ms],
+                dtype=_I64,
+            ),
+            merchants=np.asarray(self.merchants, dtype=str),
+            m=self.m,
+            bucket=self.bucket,
+            vol_cum=self.vol_cum,
+            fraud_cum=self.fraud_cum,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> MerchantRiskTable:
+        """Inverse of :meth:`to_bytes` (never unpickles); ValueError on a bad blob."""
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+                period_ms, delay_ms, as_of_ms = (int(v) for v in z["meta"])
+                return cls(
+                    period_ms=period_ms,
+                    delay_ms=delay_ms,
+                    as_of_ms=None if as_of_ms < 0 else as_of_ms,
+                    merchants=z["merchants"].astype(object),
+                    m=z["m"],
+                    bucket=z["bucket"],
+                    vol_cum=z["vol_cum"],
+                    fraud_cum=z["fraud_cum"],
+                )
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"not a merchant risk table blob: {e}") from e
 
     def lookup_ms(self, merchant_ids: np.ndarray, t_ms: np.ndarray) -> dict[str, np.ndarray]:
         """Risk features (:data:`RISK_FEATURES`) for merchants at event times (ms)."""

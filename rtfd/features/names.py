@@ -20,6 +20,10 @@ VELOCITY_FEATURES = [
     "sum_24h",
     "sum_7d",
     "seconds_since_prev",
+    "new_merchants_1h",
+    "new_merchants_24h",
+    "new_cities_1h",
+    "new_cities_24h",
 ]
 LOCATION_FEATURES = ["city_share", "first_time_city", "distance_prev_km", "travel_speed_kmh"]
 MERCHANT_FEATURES = ["merchant_user_count", "first_time_merchant"]
@@ -64,6 +68,10 @@ FEATURE_DOCS: dict[str, str] = {
     "sum_24h": "amount of prior transactions in the last 24 hours",
     "sum_7d": "amount of prior transactions in the last 7 days",
     "seconds_since_prev": "seconds since the user's previous transaction; the TTL with none",
+    "new_merchants_1h": "prior transactions in the last hour at a merchant new to the user",
+    "new_merchants_24h": "prior transactions in the last 24 hours at a merchant new to the user",
+    "new_cities_1h": "prior transactions in the last hour in a city new to the user",
+    "new_cities_24h": "prior transactions in the last 24 hours in a city new to the user",
     "city_share": "share of the user's prior transactions in this city; 1 with none",
     "first_time_city": "1 if the user has history but never transacted in this city",
     "distance_prev_km": "great-circle distance from the previous transaction; 0 if unknown",

@@ -39,8 +39,8 @@ def _spent(window: str) -> Callable[[float], str]:
     return lambda v: f"{v:,.2f} spent in the last {window}"
 
 
-def _template(text: str, days: int) -> Callable[[float], str]:
-    return lambda v: text.format(v=v, d=days)
+def _template(text: str, d: object) -> Callable[[float], str]:
+    return lambda v: text.format(v=v, d=d)
 
 
 PHRASES: dict[str, Callable[[float], str]] = {
@@ -68,6 +68,10 @@ PHRASES: dict[str, Callable[[float], str]] = {
 for _suffix, _window in _WINDOWS.items():
     PHRASES[f"count_{_suffix}"] = _count(_window)
     PHRASES[f"sum_{_suffix}"] = _spent(_window)
+    PHRASES[f"new_merchants_{_suffix}"] = _template(
+        "{v:.0f} new merchants in the last {d}", _window
+    )
+    PHRASES[f"new_cities_{_suffix}"] = _template("{v:.0f} new cities in the last {d}", _window)
 for _days in (7, 28):
     PHRASES[f"merchant_fraud_rate_{_days}d"] = _template(
         "merchant fraud rate {v:.1%} ({d}d)", _days

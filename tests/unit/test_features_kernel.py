@@ -116,6 +116,21 @@ def test_merchant_and_channel_history() -> None:
     assert f["channel_share"].tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_recent_novelty_counts_prior_first_visits() -> None:
+    rows = [
+        txn(0),
+        txn(1, merchant_id="m2"),
+        txn(2, merchant_id="m3", location="Lyon"),
+        txn(3),
+        txn(70, merchant_id="m4"),
+    ]
+    f = features_of(rows)
+    assert f["new_merchants_1h"].tolist() == [0, 0, 1, 2, 0]
+    assert f["new_merchants_24h"].tolist() == [0, 0, 1, 2, 2]
+    assert f["new_cities_1h"].tolist() == [0, 0, 0, 1, 0]
+    assert f["new_cities_24h"].tolist() == [0, 0, 0, 1, 1]
+
+
 def test_time_features_use_local_solar_time() -> None:
     # 04:00 UTC on a Monday: night in UTC, but 23:00 on Sunday in New York (lon -74 -> UTC-5).
     ts = datetime(2024, 3, 4, 4, 0, tzinfo=UTC)
@@ -236,6 +251,15 @@ def test_merchant_risk_snapshot_equals_point_in_time_lookup() -> None:
     # Later lookups never see past the snapshot: they keep the as_of values.
     later = pd.Series([as_of + timedelta(days=5)] * 2)
     pd.testing.assert_frame_equal(snap.lookup(["m1", "m2"], later), snap.lookup(["m1", "m2"], at))
+
+
+def test_merchant_risk_table_round_trips_through_bytes() -> None:
+    table = point_in_time(_labelled(), label_delay_s=7 * 86_400)
+    back = MerchantRiskTable.from_bytes(table.to_bytes())
+    at = pd.Series([T0 + timedelta(days=d) for d in (12, 18, 30)])
+    pd.testing.assert_frame_equal(back.lookup(["m1"] * 3, at), table.lookup(["m1"] * 3, at))
+    with pytest.raises(ValueError):
+        MerchantRiskTable.from_bytes(b"not a table")
 
 
 def test_refresh_from_parquet_reads_labels_and_enriched_with_duckdb(tmp_path) -> None:  # type: ignore[no-untyped-def]
