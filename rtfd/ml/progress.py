@@ -31,7 +31,7 @@ class StderrProgress:
         if message == self._last_message and now - self._last_time < self.min_interval_s:
             return
         self._last_message, self._last_time = message, now
-        pct = "     " if fraction is None else f"{100 * max(0.0, min(1.0, fraction)):3.0f}% "
+        pct = "    " if fraction is None else f"{100 * max(0.0, min(1.0, fraction)):3.0f}%"
         print(f"{self.prefix}: [{pct}] {message}", file=self.stream, flush=True)
 
 
