@@ -171,7 +171,30 @@ def reasons_text(reasons: Any) -> str:
     return ""
 
 
-def cell(value: Any) -> str | Text:
+def _decimals(value: float) -> int:
+    text = repr(round(value, 6))
+    return 0 if "e" in text or "." not in text else len(text.split(".")[1].rstrip("0"))
+
+
+def float_decimals(rows: Sequence[Sequence[Any]]) -> list[int | None]:
+    """Per column: the decimals that show every float of it exactly (at most 6), so a column's
+    numbers line up ('0.430' above '0.546'); None for a column without floats."""
+    width = max((len(r) for r in rows), default=0)
+    out: list[int | None] = [None] * width
+    for row in rows:
+        for i, v in enumerate(row):
+            if isinstance(v, float) and math.isfinite(v):
+                out[i] = max(out[i] or 0, _decimals(v))
+    return out
+
+
+def result_cells(rows: Sequence[Sequence[Any]]) -> list[tuple[str | Text, ...]]:
+    """A query result as DataTable cells (built off the event loop)."""
+    decimals = float_decimals(rows)
+    return [tuple(cell(v, decimals[i]) for i, v in enumerate(row)) for row in rows]
+
+
+def cell(value: Any, decimals: int | None = None) -> str | Text:
     """A query result value as a DataTable cell: numbers right-aligned, NULL dimmed."""
     if value is None:
         return Text("NULL", style="dim italic")
@@ -180,8 +203,10 @@ def cell(value: Any) -> str | Text:
     if isinstance(value, int):
         return Text(f"{value:,}", justify="right")
     if isinstance(value, float):
-        text = f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
-        return Text(text, justify="right")
+        if not math.isfinite(value):
+            return Text(str(value), justify="right")
+        d = _decimals(value) if decimals is None else decimals
+        return Text(f"{value:,.{d}f}", justify="right")
     if isinstance(value, datetime):
         return value.isoformat(sep=" ", timespec="milliseconds")
     text = str(value)

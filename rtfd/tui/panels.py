@@ -19,11 +19,11 @@ from textual.widgets.option_list import Option
 
 from rtfd.tui.format import (
     ModelRow,
-    cell,
     field,
     fmt_metric,
     fmt_ms,
     fmt_rate,
+    result_cells,
 )
 from rtfd.tui.messages import CatalogLoaded, ExportDone, LogLines, QueryDone, QueryFailed
 from rtfd.tui.widgets import AlertsTable, MetricChart, ScoredTable
@@ -226,7 +226,7 @@ class QueryPanel(Horizontal):
             self.post_message(QueryFailed(_title(e, "Query error"), _message(e)))
             return
         # Cells are built here, off the event loop: a 10,000-row result stays snappy.
-        cells = [tuple(cell(v) for v in row) for row in result.rows]
+        cells = result_cells(result.rows)
         self.post_message(QueryDone(sql, result, cells))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="query-export")

@@ -392,3 +392,33 @@ def fake_services(
         model_catalog=registry.catalog,
         rollback=registry.rollback,
     )
+
+
+def write_enriched(settings: Settings, rows: int, *, seed: int = 5) -> None:
+    """A day of scored transactions laid out like the stream's Parquet sink (hive partition)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2025, 6, 14, tzinfo=UTC)
+    scores = rng.beta(0.6, 9.0, rows)
+    table = pa.table(
+        {
+            "transaction_id": [f"tx_{i:024x}" for i in range(rows)],
+            "user_id": [f"u{int(u):06d}" for u in rng.integers(1, 40, rows)],
+            "merchant_id": [f"m{int(m):06d}" for m in rng.integers(1, 20, rows)],
+            "amount": np.round(rng.lognormal(3.5, 1.0, rows), 2),
+            "currency": ["EUR"] * rows,
+            "location": ["Lyon"] * rows,
+            "timestamp": pa.array(
+                [t0 + timedelta(seconds=10 * i) for i in range(rows)], pa.timestamp("ms", "UTC")
+            ),
+            "fraud_score": scores,
+            "is_fraud": scores >= 0.42,
+            "model_version": ["v0001"] * rows,
+        }
+    )
+    part = settings.enriched_dir / "event_date=2025-06-14"
+    part.mkdir(parents=True)
+    pq.write_table(table, part / "part-00000.parquet")

@@ -22,15 +22,15 @@ from textual.widgets.data_table import ColumnKey
 
 from rtfd.config import Settings, load_settings
 from rtfd.tui.app import RtfdApp
-from rtfd.tui.backends import Services
+from rtfd.tui.backends import Services, real_query_service
 from tests.tui.fakes import (
     FakeAlertFeed,
-    FakeQueryService,
     FakeRegistry,
     FakeSupervisor,
     alerts,
     fake_services,
     scored_rows,
+    write_enriched,
 )
 
 SIZE = (140, 40)
@@ -115,7 +115,9 @@ def to_png(svgs: list[Path]) -> list[Path]:
     pngs = []
     for svg in svgs:
         png = svg.with_suffix(".png")
-        subprocess.run([tool, "-z", "1.0", "-o", str(png), str(svg)], check=True)
+        # librsvg drops leading spaces of a text run unless told to preserve them.
+        text = svg.read_text(encoding="utf-8").replace("<svg ", '<svg xml:space="preserve" ', 1)
+        subprocess.run([tool, "-o", str(png)], input=text.encode(), check=True)
         pngs.append(png)
     return pngs
 
@@ -126,7 +128,9 @@ def main(argv: list[str]) -> int:
         os.environ["RTFD_HOME"] = home
         settings = load_settings()
         settings.ensure_dirs()
-        services = fake_services(FakeRegistry(), query=FakeQueryService)
+        # The query panel runs on the real DuckDB service over a realistic Parquet file.
+        write_enriched(settings, 5_000)
+        services = fake_services(FakeRegistry(), query=real_query_service)
         svgs = asyncio.run(capture(out, settings, services))
     for path in svgs + to_png(svgs):
         print(path)

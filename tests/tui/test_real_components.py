@@ -7,7 +7,6 @@ dir, and the model panel reads (and rolls back) a real registry.
 from __future__ import annotations
 
 import csv
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -18,40 +17,11 @@ from rtfd.config import Settings
 from rtfd.tui.backends import Services, load_model_catalog
 from rtfd.tui.panels import ModelPanel, QueryPanel
 from tests.tui.conftest import SIZE, RecordingApp, wait_for
-from tests.tui.fakes import FakeAlertFeed, FakeSupervisor
+from tests.tui.fakes import FakeAlertFeed, FakeSupervisor, write_enriched
 
 pytestmark = pytest.mark.tui
 
 ROWS = 500
-
-
-def write_enriched(settings: Settings) -> None:
-    """A day of scored transactions, laid out like the stream's Parquet sink."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    rng = np.random.default_rng(5)
-    t0 = datetime(2025, 6, 14, tzinfo=UTC)
-    scores = rng.beta(0.6, 9.0, ROWS)
-    table = pa.table(
-        {
-            "transaction_id": [f"tx_{i:024x}" for i in range(ROWS)],
-            "user_id": [f"u{int(u):06d}" for u in rng.integers(1, 40, ROWS)],
-            "merchant_id": [f"m{int(m):06d}" for m in rng.integers(1, 20, ROWS)],
-            "amount": np.round(rng.lognormal(3.5, 1.0, ROWS), 2),
-            "currency": ["EUR"] * ROWS,
-            "location": ["Lyon"] * ROWS,
-            "timestamp": pa.array(
-                [t0 + timedelta(seconds=10 * i) for i in range(ROWS)], pa.timestamp("ms", "UTC")
-            ),
-            "fraud_score": scores,
-            "is_fraud": scores >= 0.42,
-            "model_version": ["v0001"] * ROWS,
-        }
-    )
-    part = settings.enriched_dir / "event_date=2025-06-14"
-    part.mkdir(parents=True)
-    pq.write_table(table, part / "part-00000.parquet")
 
 
 def real_query_services() -> Services:
@@ -63,7 +33,7 @@ def real_query_services() -> Services:
 async def test_query_panel_runs_saved_queries_on_real_duckdb_and_exports_csv(
     settings: Settings, supervisor: FakeSupervisor
 ) -> None:
-    write_enriched(settings)
+    write_enriched(settings, ROWS)
     app = RecordingApp(settings, supervisor, services=real_query_services())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: not app.starting, "start-up")
