@@ -198,6 +198,24 @@ def test_step_reference_matches_batch_for_one_transaction() -> None:
     assert feats == features_of([txn(0)]).iloc[0].to_dict()
 
 
+def test_arrow_backed_columns_give_the_same_features() -> None:
+    """What Spark hands a pandas UDF (Arrow strings, microsecond timestamps, nullable floats)."""
+    import pyarrow as pa
+
+    rows = [txn(0), txn(1, location=None, lat=None, lon=None, channel=None), txn(2, amount=3.5)]
+    plain = pd.DataFrame(rows)
+    table = pa.Table.from_pandas(plain, preserve_index=False).cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.timestamp("us", tz="UTC")) if f.name == "timestamp" else f
+                for f in pa.Table.from_pandas(plain, preserve_index=False).schema
+            ]
+        )
+    )
+    arrow = table.to_pandas(types_mapper=pd.ArrowDtype)
+    pd.testing.assert_frame_equal(build_features(arrow), build_features(plain))
+
+
 def test_missing_required_column_is_a_clear_error() -> None:
     with pytest.raises(DataError, match="merchant_id"):
         build_features(pd.DataFrame([txn(0)]).drop(columns=["merchant_id"]))
