@@ -52,11 +52,13 @@ from rtfd.tui.widgets import StatusBar, TrainingBar
 
 log = logging.getLogger(__name__)
 
-#: Give the supervisor this long to stop; the app exits anyway a little after.
+#: Give the supervisor this long to stop; the screen closes at FORCE_EXIT_S whatever happens.
 STOP_TIMEOUT_S = 12.0
-FORCE_EXIT_S = 20.0
-#: How long quitting waits for a start-up step in flight, so nothing it starts is left behind.
-START_WAIT_S = 60.0
+FORCE_EXIT_S = 15.0
+#: How long the stopping screen waits for a start-up step in flight (a bootstrap training, a
+#: broker start) before leaving the rest to :func:`run_app`, which waits for it on the console
+#: and then stops what it brought up, so nothing is left behind.
+START_WAIT_S = 2.0
 SCORED_POLL_S = 2.0
 SCORED_POLL_ROWS = 50
 #: Progress records with ``recent`` rows make the Parquet poll unnecessary for this long.
@@ -133,14 +135,16 @@ class RtfdApp(App[int]):
         self.stopping = False
         self.retraining = False
         self.stopped_cleanly = False
-        self._start_finished = threading.Event()
-        self._start_finished.set()
+        #: Clear while Supervisor.start() runs in its worker.
+        self.start_finished = threading.Event()
+        self.start_finished.set()
         self._alert_feed: AlertFeedLike | None = None
         self._alert_times: deque[tuple[float, int]] = deque()
         self._last_recent = -1e9
         self._last_progress = time.monotonic()
         self._scored_mark: Any = None
         self._poll_service: QueryBackend | None = None
+        self._poll_lock = threading.Lock()
         self._target_rate: float | None = None
         self._last_failure_toast = -1e9
         self._signals: list[int] = []
@@ -179,7 +183,7 @@ class RtfdApp(App[int]):
         self.set_timer(SCORED_POLL_S, self._maybe_poll_scored)
         if self.autostart:
             self.starting = True
-            self._start_finished.clear()
+            self.start_finished.clear()
             self._start()
         self.query_one("#scored", DataTable).focus()
 
@@ -217,7 +221,7 @@ class RtfdApp(App[int]):
             log.exception("start failed")
             error = f"{type(e).__name__}: {e}"
         finally:
-            self._start_finished.set()
+            self.start_finished.set()
         self.post_message(StartDone(error))
 
     @on(StartDone)
@@ -246,15 +250,20 @@ class RtfdApp(App[int]):
         if self._alert_feed is not None:
             self._alert_feed.stop(timeout=3.0)
         self._stop_supervisor()
-        if not self._start_finished.is_set():
-            # A start-up step is still running (e.g. the bootstrap model): wait for it, then stop
-            # again what it brought up, so nothing is left behind.
+        if not self.start_finished.is_set():
+            # A start-up step is still running (e.g. the bootstrap model): once it ends, stop
+            # again what it brought up. If it takes longer, run_app() does that after the UI.
             self.call_from_thread(self._stopping_detail, "waiting for the start-up step to end")
-            self._start_finished.wait(START_WAIT_S)
-            self._stop_supervisor()
+            if self.start_finished.wait(START_WAIT_S):
+                self._stop_supervisor()
         self.query_panel.close()
-        if self._poll_service is not None:
-            self._poll_service.close()
+        if self._poll_lock.acquire(timeout=1.0):  # a poll in flight: the exit closes it
+            try:
+                if self._poll_service is not None:
+                    self._poll_service.close()
+                    self._poll_service = None
+            finally:
+                self._poll_lock.release()
         log.info("stopped in %.1f s", time.monotonic() - began)
         self.post_message(StopDone())
 
@@ -270,7 +279,7 @@ class RtfdApp(App[int]):
 
     @on(StopDone)
     def _stopped(self) -> None:
-        self.stopped_cleanly = True
+        self.stopped_cleanly = self.start_finished.is_set()
         self.exit(0)
 
     def _force_exit(self) -> None:
@@ -424,9 +433,12 @@ class RtfdApp(App[int]):
         )
         rows: list[dict[str, Any]] = []
         try:
-            if self._poll_service is None:
-                self._poll_service = self.services.query_service(self.settings)
-            result = self._poll_service.run(sql, limit=SCORED_POLL_ROWS)
+            with self._poll_lock:
+                if self.stopping:
+                    return
+                if self._poll_service is None:
+                    self._poll_service = self.services.query_service(self.settings)
+                result = self._poll_service.run(sql, limit=SCORED_POLL_ROWS)
             rows = [dict(zip(result.columns, r, strict=False)) for r in result.rows]
         except Exception as e:  # no Parquet yet, or a schema in flux: try again next time
             log.debug("scored-rows poll: %s", e)
@@ -635,17 +647,35 @@ def describe_training(result: Any) -> str:
 
 
 def run_app(settings: Settings, *, with_stream: bool = True, with_generator: bool = True) -> int:
-    """Run the console over a real supervisor; make sure everything is stopped afterwards."""
+    """Run the console over a real supervisor; make sure everything is stopped afterwards.
+
+    The app runs on a loop of our own so that, once the screen is gone, worker threads still
+    busy (a start-up step or a retrain cannot be interrupted) are waited for here, with a line
+    on the console saying so, and whatever a late start-up step brought up is stopped too.
+    """
+    import asyncio
+    import sys
+
     from rtfd.supervisor import Supervisor
 
     supervisor = Supervisor(
         settings, with_stream=with_stream, with_generator=with_generator, console=False
     )
     app = RtfdApp(settings, supervisor)
+    loop = asyncio.new_event_loop()
     try:
-        code = app.run()
+        code = app.run(loop=loop)
     finally:
-        if not app.stopped_cleanly:
-            # The app ended some other way (a crash, a forced exit): stop what is still running.
-            supervisor.stop(timeout=STOP_TIMEOUT_S)
+        try:
+            if not app.start_finished.is_set():
+                print("rtfd: waiting for the start-up step in progress to end…", file=sys.stderr)
+                app.start_finished.wait()
+            if not app.stopped_cleanly:
+                # The app ended some other way (a crash, a forced exit, a late start-up step).
+                supervisor.stop(timeout=STOP_TIMEOUT_S)
+            if supervisor.training:
+                print("rtfd: waiting for the model in training to be saved…", file=sys.stderr)
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
     return int(code or 0)

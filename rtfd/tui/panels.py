@@ -166,11 +166,16 @@ class QueryPanel(Horizontal):
         return self._service
 
     def close(self) -> None:
-        """Close the DuckDB connection (called by the app when it stops)."""
-        with self._service_lock:
+        """Close the DuckDB connection (called by the app when it stops); a query still running
+        keeps it, and the process exit closes it instead of making quitting wait."""
+        if not self._service_lock.acquire(timeout=1.0):
+            return
+        try:
             if self._service is not None:
                 self._service.close()
                 self._service = None
+        finally:
+            self._service_lock.release()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="query-examples")
     def _load_examples(self) -> None:

@@ -300,19 +300,40 @@ async def test_stopping_screen_shows_while_stopping(settings: Settings) -> None:
     assert "retrain" not in supervisor.calls
 
 
-async def test_quit_during_start_up_waits_for_it_then_stops_again(settings: Settings) -> None:
+async def test_quit_during_start_up_waits_briefly_then_stops_again(settings: Settings) -> None:
     gate = threading.Event()
     supervisor = FakeSupervisor(settings, start_gate=gate)
     app = make_app(settings, supervisor)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "model" in supervisor.statuses() and badge(app, "model")[0]
-                       == "starting", "the bootstrap step")  # fmt: skip
+        await wait_for(pilot, lambda: badge(app, "model")[0] == "starting", "the bootstrap step")
         await pilot.press("q")
         await wait_for(pilot, lambda: supervisor.calls.count("stop") == 1, "the first stop")
-        assert app.is_running  # still waiting for the start-up step
+        assert app.is_running  # the stopping screen waits for the start-up step
         gate.set()
         await wait_for(pilot, lambda: not app.is_running, "the app to exit")
     assert supervisor.calls == ["start", "stop", "stop"]
+    assert app.stopped_cleanly
+
+
+async def test_a_start_up_step_that_outlasts_the_wait_is_left_to_run_app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rtfd.tui.app as app_module
+
+    monkeypatch.setattr(app_module, "START_WAIT_S", 0.1)
+    gate = threading.Event()
+    supervisor = FakeSupervisor(settings, start_gate=gate)
+    app = make_app(settings, supervisor)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: badge(app, "model")[0] == "starting", "bootstrap")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, "the app to exit")
+        # run_app() sees this, waits for the step on the console, then stops again.
+        assert not app.stopped_cleanly and not app.start_finished.is_set()
+        assert supervisor.calls == ["start", "stop"]
+    finally:
+        gate.set()
 
 
 async def test_sigterm_takes_the_graceful_path(
@@ -346,3 +367,19 @@ async def test_a_stream_without_batches_shows_idle_and_zero_input(
         assert app.live.chart("throughput").values[-1] == 0.0
         supervisor.progress(batch_duration_ms=50)
         await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201/s"), "a new batch")
+
+
+async def test_quit_during_a_retrain_does_not_wait_for_the_training(settings: Settings) -> None:
+    gate = threading.Event()
+    supervisor = FakeSupervisor(settings, retrain_gate=gate)
+    app = make_app(settings, supervisor)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await started(pilot, app)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: supervisor.training, "the training")
+            await pilot.press("q")
+            await wait_for(pilot, lambda: not app.is_running, "the app to exit")
+        assert "stop" in supervisor.calls and supervisor.training
+    finally:
+        gate.set()
