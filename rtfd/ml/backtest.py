@@ -233,14 +233,14 @@ def save_plots(
     plt.close(fig)
     paths.append(path)
 
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(6, 4.8), dpi=110)
     bins = [i / 50 for i in range(51)]
     ax.hist(scores[~y], bins=bins, alpha=0.6, label=f"legitimate ({(~y).sum():,})", density=True)
     ax.hist(scores[y], bins=bins, alpha=0.6, label=f"fraud ({y.sum():,})", density=True)
     ax.axvline(threshold, color="crimson", ls="--", lw=1, label="threshold")
     ax.set(xlabel="fraud score", ylabel="density (log)", yscale="log")
     ax.set_title(f"Score distribution on the test window ({algo})")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     path = out_dir / f"backtest_{algo}_scores.png"
     fig.tight_layout()
     fig.savefig(path)
