@@ -11,6 +11,7 @@ thread) with a back-off, so a transient failure heals without the user.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -191,9 +192,10 @@ class Supervisor:
 
         self._set("model", State.STARTING, "checking the registry")
 
-        def progress(fraction: float, phase: str) -> None:
-            self._set("model", State.STARTING, f"bootstrap model: {phase} ({fraction:.0%})")
-            self._emit(TrainingProgress(fraction, phase))
+        def progress(phase: str, fraction: float | None) -> None:
+            done = "" if fraction is None else f" ({fraction:.0%})"
+            self._set("model", State.STARTING, f"bootstrap model: {phase}{done}")
+            self._emit(TrainingProgress(fraction or 0.0, phase))
 
         try:
             version = ensure_bootstrap_model(self.settings, progress=progress)
@@ -211,11 +213,15 @@ class Supervisor:
         if version is None:
             return "no model"
         try:
-            info = registry.describe(version)
+            manifest = registry.verify(version)  # every SHA-256 checked before reading
+            path = self.settings.models_dir / version / "threshold.json"
+            threshold = float(json.loads(path.read_text(encoding="utf-8"))["threshold"])
         except RtfdError as e:
             return f"{version} ({e.message})"
-        algo, mode = info.get("algo", "?"), info.get("mode", "?")
-        return f"{version} {algo} {mode} thr {info.get('threshold', 0):.3f}"
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            return f"{version} (unreadable threshold: {e})"
+        algo, mode = manifest.get("algo", "?"), manifest.get("mode", "?")
+        return f"{version} {algo} {mode} thr {threshold:.3f}"
 
     def _start_stream(self) -> None:
         from rtfd.stream.runner import StreamRunner
@@ -319,8 +325,8 @@ class Supervisor:
         try:
             self._emit(Notice("information", "retraining started"))
 
-            def progress(fraction: float, phase: str) -> None:
-                self._emit(TrainingProgress(fraction, phase))
+            def progress(phase: str, fraction: float | None) -> None:
+                self._emit(TrainingProgress(fraction or 0.0, phase))
 
             result = train_model(
                 self.settings,
