@@ -1,0 +1,164 @@
+"""The real `rtfd tui` in a real terminal (tmux): start, see scores, press keys, quit clean.
+
+This drives the whole appliance as a user would: embedded Kafka, bootstrap model, Spark stream,
+generator, DuckDB panel, retrain. It reads the screen with ``tmux capture-pane``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rtfd.sysinfo import free_port
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+VENV_BIN = Path(sys.executable).parent
+
+
+class Screen:
+    """A tmux session running one command, read through capture-pane."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def text(self) -> str:
+        return subprocess.run(
+            ["tmux", "capture-pane", "-p", "-t", self.name],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+
+    def alive(self) -> bool:
+        return (
+            subprocess.run(["tmux", "has-session", "-t", self.name], capture_output=True).returncode
+            == 0
+        )
+
+    def wait_for(self, what: str, predicate: Callable[[str], bool], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.text()
+            if predicate(text):
+                return text
+            time.sleep(0.5)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; screen:\n{text}")
+
+
+def rtfd_processes(home: Path) -> list[str]:
+    """Processes that belong to this test's appliance (by its data dir or the tui command)."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [
+        line
+        for line in out.splitlines()[1:]
+        if (str(home) in line or "rtfd tui" in line) and "ps -eo" not in line
+    ]
+
+
+@pytest.fixture
+def tui(tmp_path: Path) -> Iterator[tuple[Screen, Path]]:
+    home = tmp_path / "appliance"
+    name = f"rtfd-e2e-{uuid.uuid4().hex[:6]}"
+    env = {
+        "RTFD_HOME": str(home),
+        "RTFD_BROKER_BACKEND": "kafka",
+        "RTFD_BROKER_PORT": str(free_port()),
+        "RTFD_BROKER_CONTROLLER_PORT": str(free_port()),
+        "RTFD_GENERATOR_RATE": "200",
+        "RTFD_SPARK_MASTER": "local[2]",
+        "TERM": "xterm-256color",
+    }
+    if os.environ.get("RTFD_CACHE_DIR"):
+        env["RTFD_CACHE_DIR"] = os.environ["RTFD_CACHE_DIR"]
+    exports = " ".join(f"{k}={v}" for k, v in env.items())
+    command = f"env {exports} {VENV_BIN / 'rtfd'} tui; echo RTFD-EXITED $?; sleep 600"
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", name, "-x", "180", "-y", "50", command], check=True
+    )
+    screen = Screen(name)
+    try:
+        yield screen, home
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        for line in rtfd_processes(home):
+            pid = int(line.split()[0])
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+
+def parquet_rows(home: Path) -> int:
+    import pyarrow.parquet as pq
+
+    files = [p for p in (home / "enriched_transactions").glob("*/*.parquet")]
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files if not p.name.startswith("."))
+
+
+def test_the_tui_runs_the_whole_appliance_and_quits_clean(tui: tuple[Screen, Path]) -> None:
+    screen, home = tui
+
+    # Everything comes up by itself: broker, topics, bootstrap model, stream, generator.
+    screen.wait_for("the broker", lambda t: "127.0.0.1" in t and "kafka" in t, 180)
+    screen.wait_for("a model version", lambda t: re.search(r"v0001", t) is not None, 300)
+    screen.wait_for(
+        "the stream to run",
+        lambda t: re.search(r"stream\s+\S*\s*[\d,.]+ rows/s", t) is not None or "rows/s" in t,
+        300,
+    )
+
+    # Scored rows and alerts flow without pressing anything.
+    deadline = time.monotonic() + 120
+    while parquet_rows(home) == 0 and time.monotonic() < deadline:
+        time.sleep(1)
+    assert parquet_rows(home) > 0, "no scored rows reached the Parquet"
+    screen.wait_for("scored transactions", lambda t: "tx_" in t, 60)
+
+    # g stops the generator: the status bar says so and the topic stops growing.
+    screen.keys("g")
+    screen.wait_for("the generator to pause", lambda t: "paused" in t, 30)
+    settled = parquet_rows(home)
+    time.sleep(8)
+    first = parquet_rows(home)
+    time.sleep(8)
+    assert parquet_rows(home) == first, "rows kept arriving with the generator paused"
+    assert first >= settled
+    screen.keys("g")
+    screen.wait_for("the generator to resume", lambda t: "paused" not in t, 30)
+
+    # A SQL query in the DuckDB panel returns rows.
+    screen.keys("2")
+    screen.wait_for("the query panel", lambda t: "Saved queries" in t, 20)
+    screen.keys("F5")
+    screen.wait_for("a query result", lambda t: re.search(r"[\d,]+ rows", t) is not None, 60)
+
+    # r retrains: a new version appears in the status bar.
+    screen.keys("1")
+    screen.keys("r")
+    screen.wait_for("the retrained model", lambda t: "v0002" in t, 420)
+
+    # q quits and leaves nothing behind.
+    screen.keys("q")
+    screen.wait_for("rtfd to exit", lambda t: "RTFD-EXITED" in t, 60)
+    assert "RTFD-EXITED 0" in screen.text()
+    deadline = time.monotonic() + 20
+    while rtfd_processes(home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rtfd_processes(home) == [], "processes left after quitting"
