@@ -181,6 +181,7 @@ class TransactionSink:
         valid = pdf[kind == KIND_VALID].reset_index(drop=True)
         model_version: str | None = None
         alerts: list[dict[str, Any]] = []
+        marks: dict[str, float] = {}
         if len(valid):
             model = self.models.for_batch(self.batch_log, batch_id)
             model_version = str(model.version)
@@ -190,7 +191,9 @@ class TransactionSink:
             for n in RISK_FEATURES:
                 valid[n] = np.asarray(risk[n], dtype=np.float64)
             features = valid[list(model.features)]
+            marks["risk"] = time.monotonic()
             scores = np.asarray(model.score(features), dtype=np.float64)
+            marks["score"] = time.monotonic()
             threshold = float(model.threshold)
             now = datetime.fromtimestamp(self.clock(), tz=UTC)
             valid["fraud_score"] = scores
@@ -203,9 +206,11 @@ class TransactionSink:
                 query_id=self._query_id,
                 batch_id=batch_id,
             )
+            marks["parquet"] = time.monotonic()
             flagged = valid[valid["is_fraud"]]
             if len(flagged):
                 reasons = model.explain(flagged[list(model.features)], top=3)
+                marks["explain"] = time.monotonic()
                 alerts = alert_records(
                     flagged,
                     reasons,
@@ -223,6 +228,7 @@ class TransactionSink:
             )
         if len(alerts) or len(dead):
             self.publisher.flush()
+            marks["flush"] = time.monotonic()
         committed_ms = self.clock() * 1000.0
         lat50 = lat99 = ev50 = ev99 = None
         if len(valid):
@@ -245,6 +251,19 @@ class TransactionSink:
             event_latency_p50_ms=ev50,
             event_latency_p99_ms=ev99,
             sink_ms=(time.monotonic() - t0) * 1000.0,
+        )
+        steps, last = [], t0
+        for step, at in marks.items():
+            steps.append(f"{step} {1000 * (at - last):.0f}")
+            last = at
+        log.info(
+            "batch %d sink: %d rows, %d alerts, %d dead, %.0f ms (%s ms)",
+            batch_id,
+            len(valid),
+            len(alerts),
+            len(dead),
+            stats.sink_ms,
+            ", ".join(steps),
         )
         if n_dupes:
             log.warning("batch %d: dropped %d duplicate transaction(s)", batch_id, n_dupes)

@@ -257,20 +257,7 @@ class StreamRunner:
         self._set_state("running", f"running (Spark {handle.spark.version}, model {version})")
 
     def _ensure_topics(self) -> None:
-        from rtfd.broker import client_config
-        from rtfd.broker.admin import TopicSpec, ensure_topics, topic_specs
-
-        by_default = {spec.name: spec for spec in topic_specs(self.settings)}
-        names = {
-            Topics.TRANSACTIONS: self.topics.transactions,
-            Topics.LABELS: self.topics.labels,
-            Topics.ALERTS: self.topics.alerts,
-            Topics.DLQ: self.topics.dlq,
-        }
-        specs = [
-            TopicSpec(names[d], spec.partitions, spec.config) for d, spec in by_default.items()
-        ]
-        ensure_topics(client_config(self.settings), specs)
+        ensure_stream_topics(self.settings, self.topics)
 
     def _kafka_options(self, topic: str, *, max_offsets: int | None) -> dict[str, str]:
         from rtfd.broker import bootstrap_servers
@@ -409,6 +396,21 @@ class StreamRunner:
         first = (error or "stopped").strip().splitlines()[0][:300]
         log.error("query %s terminated: %s", name, error)
         self._set_state("failed", f"{name} query stopped: {first}")
+
+
+def ensure_stream_topics(settings: Settings, topics: StreamTopics) -> None:
+    """Create the stream's four topics if missing (partitions and retention from settings)."""
+    from rtfd.broker import client_config
+    from rtfd.broker.admin import TopicSpec, ensure_topics, topic_specs
+
+    names = {
+        Topics.TRANSACTIONS: topics.transactions,
+        Topics.LABELS: topics.labels,
+        Topics.ALERTS: topics.alerts,
+        Topics.DLQ: topics.dlq,
+    }
+    specs = [TopicSpec(names[s.name], s.partitions, s.config) for s in topic_specs(settings)]
+    ensure_topics(client_config(settings), specs)
 
 
 class _Cancelled(Exception):

@@ -82,7 +82,7 @@ def consume_all(settings: Settings, topic: str, *, timeout: float = 30.0) -> lis
             if msg is None or msg.error():
                 continue
             out.append(msg)
-            if msg.offset() + 1 >= ends[msg.partition()]:
+            if int(msg.offset() or 0) + 1 >= ends[msg.partition()]:
                 done.add(msg.partition())
         if len(done) < len(parts):
             raise AssertionError(f"could not read {topic} to its end in {timeout:.0f} s")

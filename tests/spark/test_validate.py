@@ -181,7 +181,7 @@ def test_labels_are_validated_from_the_label_schema(spark: Any) -> None:
         "fraud_type": "card_testing",
         "reported_at": "2026-11-30T11:00:00Z",
     }
-    values = [
+    values: list[bytes | None] = [
         json.dumps(ok).encode(),
         json.dumps({**ok, "label": 2}).encode(),
         json.dumps({**ok, "label": 0.5}).encode(),
