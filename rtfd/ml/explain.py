@@ -55,11 +55,15 @@ PHRASES: dict[str, Callable[[float], str]] = {
     "amount_ratio": lambda v: f"amount {v:.1f}x the card's average",
     "user_txn_count": lambda v: f"card has {v:.0f} earlier transactions",
     "seconds_since_prev": lambda v: f"{_duration(v)} since the previous transaction",
-    "city_share": lambda v: f"city holds {v:.0%} of the card's history",
+    "city_share": lambda v: (
+        "a city the card never used" if v == 0 else f"only {v:.0%} of the card's history here"
+    ),
     "first_time_city": _flag("first transaction in this city", "a city the card knows"),
     "distance_prev_km": lambda v: f"{v:,.0f} km from the previous transaction",
     "travel_speed_kmh": lambda v: f"implied travel at {v:,.0f} km/h",
-    "merchant_user_count": lambda v: f"{v:.0f} earlier payments at this merchant",
+    "merchant_user_count": lambda v: (
+        "never paid this merchant before" if v == 0 else f"{v:.0f} earlier payments here"
+    ),
     "first_time_merchant": _flag("first payment at this merchant", "a merchant the card knows"),
     "channel_online": _flag("online payment", "not online"),
     "channel_atm": _flag("ATM withdrawal", "not at an ATM"),
