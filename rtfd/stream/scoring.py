@@ -83,9 +83,7 @@ class ModelHolder:
         recorded = batch_log.read(batch_id)
         if recorded is not None:
             try:
-                model = self.get(recorded)
-                self._current = recorded
-                return model
+                return self.get(recorded)
             except Exception as e:
                 log.warning("batch %d: recorded model %s unavailable (%s)", batch_id, recorded, e)
         model = self.current()
