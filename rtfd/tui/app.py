@@ -63,7 +63,7 @@ SCORED_POLL_S = 2.0
 SCORED_POLL_ROWS = 50
 #: Progress records with ``recent`` rows make the Parquet poll unnecessary for this long.
 RECENT_FRESH_S = 5.0
-#: Spark reports nothing while no input arrives: after this long (or three batch durations,
+#: Spark reports nothing while no input arrives: after this long (or two batch durations,
 #: whichever is longer) without a batch, the stream shows as idle with an input rate of 0.
 STREAM_IDLE_S = 10.0
 ALERT_RATE_WINDOW_S = 60.0
@@ -408,7 +408,7 @@ class RtfdApp(App[int]):
             return None
         batch_s = (number(field(self.latest_progress, "batch_duration_ms")) or 0.0) / 1000
         quiet = time.monotonic() - self._last_progress
-        return quiet if quiet > max(STREAM_IDLE_S, 3 * batch_s) else None
+        return quiet if quiet > max(STREAM_IDLE_S, 2 * batch_s) else None
 
     def _maybe_poll_scored(self) -> None:
         stream = self.statuses.get("stream")
@@ -464,7 +464,7 @@ class RtfdApp(App[int]):
         elif status.name == "stream":
             idle = self.stream_idle_s()
             if idle is not None:
-                text = f"idle: no batch for {idle:.0f} s (no input) · input 0/s"
+                text = f"0/s · idle: no batch for {idle:.0f} s"
             elif status.state == State.RUNNING and self.latest_progress is not None:
                 text = stream_summary(self.latest_progress)
             else:
@@ -666,6 +666,7 @@ def run_app(settings: Settings, *, with_stream: bool = True, with_generator: boo
     try:
         code = app.run(loop=loop)
     finally:
+        log.info("console closed")
         try:
             if not app.start_finished.is_set():
                 print("rtfd: waiting for the start-up step in progress to end…", file=sys.stderr)
@@ -676,6 +677,7 @@ def run_app(settings: Settings, *, with_stream: bool = True, with_generator: boo
             if supervisor.training:
                 print("rtfd: waiting for the model in training to be saved…", file=sys.stderr)
             loop.run_until_complete(loop.shutdown_default_executor())
+            log.info("worker threads finished")
         finally:
             loop.close()
     return int(code or 0)
