@@ -62,7 +62,8 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
                 {"p": enriched},
             ).fetchall()
         }
-        missing = [c for c in ("transaction_id", "timestamp", *FEATURE_NAMES) if c not in columns]
+        needed = ("transaction_id", "user_id", "timestamp", *FEATURE_NAMES)
+        missing = [c for c in needed if c not in columns]
         if missing:
             raise DataError(
                 f"the enriched Parquet lacks column(s) {', '.join(missing[:5])}: it was written "
