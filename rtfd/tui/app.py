@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from rtfd.config import Settings
 from rtfd.errors import RtfdError
@@ -67,7 +67,6 @@ RECENT_FRESH_S = 5.0
 #: whichever is longer) without a batch, the stream shows as idle with an input rate of 0.
 STREAM_IDLE_S = 10.0
 ALERT_RATE_WINDOW_S = 60.0
-TABS = ("live", "query", "models", "logs")
 _THRESHOLD_RE = re.compile(r"\bthr\s+([0-9.]+)")
 _SEVERITY = {"information": "information", "warning": "warning", "error": "error"}
 
@@ -185,7 +184,7 @@ class RtfdApp(App[int]):
             self.starting = True
             self.start_finished.clear()
             self._start()
-        self.query_one("#scored", DataTable).focus()
+        self.live.scored_table.focus()
 
     def on_unmount(self) -> None:
         try:

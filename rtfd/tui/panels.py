@@ -49,6 +49,7 @@ class LivePanel(Vertical):
         self.threshold: float | None = None
         self.scored_total = 0
         self.alerts_total = 0
+        self._feed_problem: str | None = None
         self.scored_title = Label("Scored transactions · newest first", id="scored-title")
         self.alerts_title = Label("Alerts · fraud_alerts topic", id="alerts-title")
         self.scored_table = ScoredTable(id="scored")
@@ -100,17 +101,18 @@ class LivePanel(Vertical):
             self.alerts_total += len(fresh)
             self.alerts.extendleft(fresh)
             self.alerts_table.show_alerts(self.alerts)
-            self.alerts_title.update(
-                f"Alerts · fraud_alerts topic · {self.alerts_total:,} received"
-            )
+            self._alerts_heading()
         return live
 
     def feed_state(self, ok: bool, detail: str) -> None:
-        """Mark the alerts title red while the alert consumer cannot reach the broker."""
-        title = self.alerts_title
-        title.set_class(not ok, "-failed")
-        if not ok:
-            title.update(f"Alerts · fraud_alerts topic · {detail}")
+        """Mark the alerts title red, with the reason, while the consumer cannot read."""
+        self._feed_problem = None if ok else detail
+        self.alerts_title.set_class(not ok, "-failed")
+        self._alerts_heading()
+
+    def _alerts_heading(self) -> None:
+        status = self._feed_problem or f"{self.alerts_total:,} received"
+        self.alerts_title.update(f"Alerts · fraud_alerts topic · {status}")
 
     def chart(self, name: str) -> MetricChart:
         return self.charts[name]

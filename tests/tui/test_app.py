@@ -383,3 +383,20 @@ async def test_quit_during_a_retrain_does_not_wait_for_the_training(settings: Se
         assert "stop" in supervisor.calls and supervisor.training
     finally:
         gate.set()
+
+
+async def test_the_alerts_heading_says_when_the_consumer_cannot_read(
+    settings: Settings, supervisor: FakeSupervisor
+) -> None:
+    app = make_app(settings, supervisor)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, app)
+        feed = FakeAlertFeed.instances[0]
+        title = app.live.alerts_title
+        feed.on_state(False, "0/1 brokers are down")
+        await wait_for(pilot, lambda: title.has_class("-failed"), "the red heading")
+        assert str(title.content).endswith("0/1 brokers are down")
+        feed.on_state(True, "reading fraud_alerts")
+        feed.push(alerts(2))
+        await wait_for(pilot, lambda: str(title.content).endswith("2 received"), "recovery")
+        assert not title.has_class("-failed")
