@@ -124,6 +124,11 @@ def timestamp_ms(value: Any) -> int:
 def timestamps_ms(values: pd.Series) -> np.ndarray:
     """Vectorised :func:`timestamp_ms` over a column (aware, naive = UTC, or ISO strings)."""
     s = values
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        # Fast path: the integer ticks in the column's own unit, floored to milliseconds.
+        per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[s.dtype.unit]
+        ticks = s.array.asi8
+        return ticks * 1000 if per_ms is None else ticks // per_ms
     if pd.api.types.is_integer_dtype(s.dtype):
         return s.to_numpy(dtype=_I64)
     if not isinstance(s.dtype, pd.DatetimeTZDtype) and not pd.api.types.is_datetime64_dtype(
@@ -416,7 +421,7 @@ _MAGIC = b"RTFDKS1\n"
 def _empty_pairs() -> dict[str, np.ndarray]:
     return {
         "u": np.zeros(0, _I64),
-        "key": np.zeros(0, object),
+        "k": np.zeros(0, _I64),
         "count": np.zeros(0, _I64),
         "last": np.zeros(0, _I64),
     }
@@ -427,8 +432,9 @@ class KernelState:
 
     * users: ``uid`` and the per-user accumulators (:data:`_USER_COLS`, ``last_lat``/``last_lon``);
     * events: ``u`` (row in users), ``te``, ``c``, ``f`` — the bounded recent-event buffers;
-    * pairs[kind] for each of :data:`PAIR_KINDS`: ``u``, ``key``, ``count``, ``last`` — the
-      (user, key) histories.
+    * pairs[kind] for each of :data:`PAIR_KINDS`: ``u``, ``k``, ``count``, ``last`` — the
+      (user, key) histories, with keys as codes into ``vocab[kind]`` (the key strings), so that
+      every pair operation is integer-only and serialisation copies no strings but the vocab.
     """
 
     def __init__(self, config: KernelConfig = DEFAULT_CONFIG) -> None:
@@ -446,6 +452,7 @@ class KernelState:
             "f": np.zeros(0, _I64),
         }
         self.pairs: dict[str, dict[str, np.ndarray]] = {k: _empty_pairs() for k in PAIR_KINDS}
+        self.vocab: dict[str, np.ndarray] = {k: np.zeros(0, object) for k in PAIR_KINDS}
         self._index: pd.Index | None = None
 
     def __len__(self) -> int:
@@ -474,11 +481,13 @@ class KernelState:
         ev = self.events["u"] == row
         order = np.argsort(self.events["te"][ev], kind="stable")
 
-        def pairs(p: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+        def pairs(kind: str) -> dict[str, tuple[int, int]]:
+            p = self.pairs[kind]
             m = p["u"] == row
+            keys = self.vocab[kind][p["k"][m]]
             return {
                 str(k): (int(c), int(t))
-                for k, c, t in zip(p["key"][m], p["count"][m], p["last"][m], strict=True)
+                for k, c, t in zip(keys, p["count"][m], p["last"][m], strict=True)
             }
 
         return UserState(
@@ -498,7 +507,7 @@ class KernelState:
                     strict=True,
                 )
             ],
-            pairs={kind: pairs(table) for kind, table in self.pairs.items()},
+            pairs={kind: pairs(kind) for kind in PAIR_KINDS},
         )
 
     @classmethod
@@ -521,20 +530,20 @@ class KernelState:
             "f": np.array([e[2] for _, s in items for e in s.events], dtype=_I64),
         }
 
-        def pairs(kind: str) -> dict[str, np.ndarray]:
+        for kind in PAIR_KINDS:
             rows = [
                 (i, k, c, t)
                 for i, (_, s) in enumerate(items)
                 for k, (c, t) in s.pairs[kind].items()
             ]
-            return {
+            codes, vocab = pd.factorize(np.array([r[1] for r in rows], dtype=object))
+            out.vocab[kind] = np.asarray(vocab, dtype=object)
+            out.pairs[kind] = {
                 "u": np.array([r[0] for r in rows], dtype=_I64),
-                "key": np.array([r[1] for r in rows], dtype=object),
+                "k": codes.astype(_I64),
                 "count": np.array([r[2] for r in rows], dtype=_I64),
                 "last": np.array([r[3] for r in rows], dtype=_I64),
             }
-
-        out.pairs = {kind: pairs(kind) for kind in PAIR_KINDS}
         return out
 
     # -- bounding -------------------------------------------------------------------------
@@ -559,18 +568,24 @@ class KernelState:
             return out
 
         self.events = sub(self.events, ev_keep)
-        self.pairs = {k: sub(p, p["last"] >= cutoff) for k, p in self.pairs.items()}
+        for kind in PAIR_KINDS:
+            p = sub(self.pairs[kind], self.pairs[kind]["last"] >= cutoff)
+            # Compact the vocab to the keys still in use, so it stays bounded too.
+            used, p["k"] = np.unique(p["k"], return_inverse=True)
+            p["k"] = p["k"].astype(_I64)
+            self.vocab[kind] = self.vocab[kind][used]
+            self.pairs[kind] = p
         self._index = None
         return removed
 
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """A compact, pickle-free blob: a JSON header and Arrow IPC tables (users, events,
-        one per pair kind)."""
+        """A compact, pickle-free blob: a JSON header and Arrow IPC tables (users, events, and
+        per pair kind its vocab and its pairs)."""
         import pyarrow as pa
 
         header = json.dumps(
-            {"version": 1, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
+            {"version": 2, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
         ).encode()
         parts = [_MAGIC, struct.pack("<I", len(header)), header]
         tables = [
@@ -585,16 +600,9 @@ class KernelState:
             pa.table({k: pa.array(v, type=pa.int64()) for k, v in self.events.items()}),
         ]
         for kind in PAIR_KINDS:
-            p = self.pairs[kind]
+            tables.append(pa.table({"key": pa.array(self.vocab[kind], type=pa.string())}))
             tables.append(
-                pa.table(
-                    {
-                        "u": pa.array(p["u"], type=pa.int64()),
-                        "key": pa.array(p["key"], type=pa.string()),
-                        "count": pa.array(p["count"], type=pa.int64()),
-                        "last": pa.array(p["last"], type=pa.int64()),
-                    }
-                )
+                pa.table({k: pa.array(v, type=pa.int64()) for k, v in self.pairs[kind].items()})
             )
         for table in tables:
             sink = io.BytesIO()
@@ -617,10 +625,10 @@ class KernelState:
             (hlen,) = struct.unpack_from("<I", view, pos)
             header = json.loads(bytes(view[pos + 4 : pos + 4 + hlen]))
             pos += 4 + hlen
-            if header.get("version") != 1 or header.get("pairs") != list(PAIR_KINDS):
+            if header.get("version") != 2 or header.get("pairs") != list(PAIR_KINDS):
                 raise ValueError("kernel state of another kernel version")
             tables = []
-            for _ in range(2 + len(PAIR_KINDS)):
+            for _ in range(2 + 2 * len(PAIR_KINDS)):
                 (blen,) = struct.unpack_from("<Q", view, pos)
                 pos += 8
                 if pos + blen > len(view):
@@ -650,15 +658,12 @@ class KernelState:
             "last_lon": col(users, "last_lon", np.float64),
         }
         out.events = {k: col(events, k, _I64) for k in ("u", "te", "c", "f")}
-        out.pairs = {
-            kind: {
-                "u": col(table, "u", _I64),
-                "key": col(table, "key", object),
-                "count": col(table, "count", _I64),
-                "last": col(table, "last", _I64),
-            }
-            for kind, table in zip(PAIR_KINDS, tables[2:], strict=True)
-        }
+        for i, kind in enumerate(PAIR_KINDS):
+            vocab, pairs = tables[2 + 2 * i], tables[3 + 2 * i]
+            out.vocab[kind] = col(vocab, "key", object)
+            out.pairs[kind] = {k: col(pairs, k, _I64) for k in ("u", "k", "count", "last")}
+            if len(out.pairs[kind]["k"]) and out.pairs[kind]["k"].max() >= len(out.vocab[kind]):
+                raise ValueError("corrupt kernel state blob: pair key outside its vocab")
         return out
 
 
@@ -688,7 +693,17 @@ def _codes(values: pd.Series, *, optional: bool = False) -> tuple[np.ndarray, np
     For an ``optional`` key, missing values and the empty string get code -1.
     """
     codes, uniq = pd.factorize(values, use_na_sentinel=optional)
-    text = np.array([str(v) for v in uniq], dtype=object)
+    codes = codes.astype(_I64)
+    raw = np.asarray(uniq, dtype=object)
+    if all(type(v) is str for v in raw):
+        # The usual case: the keys are already distinct strings.
+        if optional and (raw == "").any():
+            empty = np.flatnonzero(raw == "")[0]
+            keep = np.arange(len(raw)) != empty
+            remap = np.append(np.where(keep, np.cumsum(keep) - 1, -1), -1)
+            return remap[codes], raw[keep]
+        return codes, raw
+    text = np.array([str(v) for v in raw], dtype=object)
     if optional:
         text[text == ""] = None
     # Distinct raw values may share a text (1 and "1"): merge them as the reference does.
@@ -712,7 +727,10 @@ def batch_columns(txns: pd.DataFrame) -> _Batch:
     def coord(name: str) -> np.ndarray:
         if name not in txns.columns:
             return np.full(n, np.nan)
-        out = pd.to_numeric(txns[name], errors="coerce").to_numpy(dtype=np.float64)
+        col = txns[name]
+        if col.dtype != np.float64:
+            col = pd.to_numeric(col, errors="coerce")
+        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
         return np.where(np.isfinite(out), out, np.nan)
 
     user, users = _codes(txns["user_id"])
@@ -727,7 +745,9 @@ def batch_columns(txns: pd.DataFrame) -> _Batch:
             "hour": ((t_ms % 86_400_000) // HOUR_SLOT_MS, _SLOTS),
         },
         t_ms=t_ms,
-        amount=pd.to_numeric(txns["amount"]).to_numpy(dtype=np.float64),
+        amount=(
+            txns["amount"] if txns["amount"].dtype == np.float64 else pd.to_numeric(txns["amount"])
+        ).to_numpy(dtype=np.float64),
         lat=coord("lat"),
         lon=coord("lon"),
         tid=txns["transaction_id"],
@@ -756,7 +776,7 @@ def _processing_order(ucode: np.ndarray, t_ms: np.ndarray, tid: pd.Series) -> np
         involved[1:] |= same
         involved[:-1] |= same
         p = np.flatnonzero(involved)
-        group = np.cumsum(~np.r_[False, same][p])
+        group = np.cumsum(~np.concatenate([[False], same])[p])
         ids = np.array([str(v) for v in tid.to_numpy(dtype=object)[order[p]]])
         rank = np.argsort(np.argsort(ids, kind="stable"), kind="stable")
         order[p] = order[p][np.lexsort((rank, group))]
@@ -794,9 +814,26 @@ def _window_lower_bounds(cu: np.ndarray, cte: np.ndarray, q_pos: np.ndarray, w: 
     return out
 
 
+def _vocab_codes(
+    vocab: np.ndarray, uniques: np.ndarray, codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' key codes (into the batch's ``uniques``) as codes into the state's vocab,
+    extended with the batch's new keys: (codes, extended vocab). -1 stays -1 (no key)."""
+    if len(uniques) == 0:
+        return codes, vocab
+    where = (
+        pd.Index(vocab).get_indexer(uniques).astype(_I64)
+        if len(vocab)
+        else np.full(len(uniques), -1, dtype=_I64)
+    )
+    new = where < 0
+    where[new] = len(vocab) + np.arange(int(new.sum()))
+    return np.append(where, -1)[codes], np.concatenate([vocab, uniques[new]])
+
+
 def _pair_prior(
     codes: np.ndarray,
-    uniques: np.ndarray,
+    n_vocab: int,
     u: np.ndarray,
     te: np.ndarray,
     pairs: dict[str, np.ndarray],
@@ -805,38 +842,33 @@ def _pair_prior(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Prior (user, key) counts for the sorted rows, and the touched pairs' new entries.
 
-    ``codes`` index ``uniques`` (-1 = no key), ``u`` are the rows' batch user codes, ``te`` their
-    event times, ``inv`` maps a state user row to its batch user code (-1 when not in the batch).
-    The returned entries carry batch user codes in ``u``.
+    ``codes`` are the rows' vocab codes (-1 = no key), ``u`` their batch user codes, ``te``
+    their event times, ``inv`` maps a state user row to its batch user code (-1 when not in the
+    batch). The returned entries carry batch user codes in ``u``.
     """
     prior = np.zeros(len(codes), dtype=_I64)
     rows = np.flatnonzero(codes >= 0)
     if len(rows) == 0:
-        return prior, {
-            "u": np.zeros(0, _I64),
-            "key": np.zeros(0, object),
-            "count": np.zeros(0, _I64),
-            "last": np.zeros(0, _I64),
-        }
-    n_keys = len(uniques)
-    pid = u[rows] * n_keys + codes[rows]
+        return prior, {k: np.zeros(0, _I64) for k in ("u", "k", "count", "last")}
+    pid = u[rows] * n_vocab + codes[rows]
     o = np.argsort(pid, kind="stable")  # by pair, then processing order (rows are sorted)
     r, p = rows[o], pid[o]
-    gstart = np.r_[True, p[1:] != p[:-1]]
+    gstart = np.concatenate([[True], p[1:] != p[:-1]])
     g_idx = np.flatnonzero(gstart)
 
-    # The state's entries for (batch user, key touched by the batch).
+    # The state's entry, if any, for each (batch user, key) the batch touches.
     hit = np.full(len(g_idx), -1, dtype=_I64)
     s_count = s_last = np.zeros(0, _I64)
     if len(pairs["u"]):
         bu = inv[pairs["u"]]
         m = bu >= 0
-        kidx = pd.Index(uniques).get_indexer(pairs["key"][m])
-        known = kidx >= 0
-        spid = bu[m][known] * n_keys + kidx[known]
-        s_count, s_last = pairs["count"][m][known], pairs["last"][m][known]
+        spid = bu[m] * n_vocab + pairs["k"][m]
+        s_count, s_last = pairs["count"][m], pairs["last"][m]
         if len(spid):
-            hit = pd.Index(spid).get_indexer(p[g_idx]).astype(_I64)
+            so = np.argsort(spid)
+            ss = spid[so]
+            at = np.minimum(np.searchsorted(ss, p[g_idx]), len(ss) - 1)
+            hit = np.where(ss[at] == p[g_idx], so[at], -1)
 
     found = hit >= 0
     prev_te = np.empty(len(r), dtype=_I64)
@@ -852,10 +884,10 @@ def _pair_prior(
     before = base[starts][run_id] + pos
     prior[r] = before
 
-    last = np.r_[gstart[1:], True]
+    last = np.concatenate([gstart[1:], [True]])
     return prior, {
         "u": u[r[last]],
-        "key": uniques[codes[r[last]]],
+        "k": codes[r[last]],
         "count": before[last] + 1,
         "last": te[r[last]],
     }
@@ -867,6 +899,7 @@ def _alive_untouched(
     new: dict[str, np.ndarray],
     final_te: np.ndarray,
     ttl: int,
+    n_vocab: int,
 ) -> dict[str, np.ndarray]:
     """State entries of the batch's users that the batch did not touch and that are still alive
     at the user's last event (``u`` as batch user codes)."""
@@ -874,15 +907,11 @@ def _alive_untouched(
         return {k: v[:0] for k, v in pairs.items()}
     bu = inv[pairs["u"]]
     m = bu >= 0
-    bu, key = bu[m], pairs["key"][m]
-    codes, _ = pd.factorize(np.concatenate([new["key"], key]))
-    width = int(codes.max()) + 1 if len(codes) else 1
-    new_id = new["u"] * width + codes[: len(new["key"])]
-    old_id = bu * width + codes[len(new["key"]) :]
-    untouched = ~np.isin(old_id, new_id)
-    alive = final_te[bu] - pairs["last"][m] <= ttl
-    k = untouched & alive
-    return {"u": bu[k], "key": key[k], "count": pairs["count"][m][k], "last": pairs["last"][m][k]}
+    bu, k = bu[m], pairs["k"][m]
+    untouched = ~np.isin(bu * n_vocab + k, new["u"] * n_vocab + new["k"])
+    last = pairs["last"][m]
+    keep = untouched & (final_te[bu] - last <= ttl)
+    return {"u": bu[keep], "k": k[keep], "count": pairs["count"][m][keep], "last": last[keep]}
 
 
 def step_batch(
@@ -910,7 +939,7 @@ def step_batch(
     # User codes are re-numbered so that code order is sorted order.
     order = _processing_order(b.user, b.t_ms, b.tid)
     u_raw = b.user[order]
-    first = np.r_[True, u_raw[1:] != u_raw[:-1]]
+    first = np.concatenate([[True], u_raw[1:] != u_raw[:-1]])
     u = np.cumsum(first) - 1
     uniques = b.users[u_raw[first]]
     n_users = len(uniques)
@@ -918,7 +947,7 @@ def step_batch(
     amount = b.amount[order]
     c = amount_cents(amount)
     lat, lon = b.lat[order], b.lon[order]
-    last_idx = np.r_[np.flatnonzero(first)[1:] - 1, n_rows - 1]  # last row of user code k
+    last_idx = np.append(np.flatnonzero(first)[1:] - 1, n_rows - 1)  # last row of user code k
 
     S = state.users
     su = (
@@ -970,9 +999,11 @@ def step_batch(
     codes = {kind: b.keys[kind][0][order] for kind in PAIR_KINDS}
     priors: dict[str, np.ndarray] = {}
     touched: dict[str, dict[str, np.ndarray]] = {}
+    vocab: dict[str, np.ndarray] = {}
     for kind in PAIR_KINDS:
+        vcodes, vocab[kind] = _vocab_codes(state.vocab[kind], b.keys[kind][1], codes[kind])
         priors[kind], touched[kind] = _pair_prior(
-            codes[kind], b.keys[kind][1], u, te, state.pairs[kind], inv, ttl
+            vcodes, len(vocab[kind]), u, te, state.pairs[kind], inv, ttl
         )
     ch_text = b.keys["channel"][1]
     ch_map = np.array([_CHANNEL_CODES.get(str(v), 0) for v in ch_text] + [0], dtype=_I64)
@@ -1058,8 +1089,9 @@ def step_batch(
     }
     new_events = {"u": cu[keep_ev], "te": cte[keep_ev], "c": cc[keep_ev], "f": cf[keep_ev]}
 
-    def pair_table(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        untouched = _alive_untouched(old, inv, new, final_te, ttl)
+    def pair_table(kind: str) -> dict[str, np.ndarray]:
+        new = touched[kind]
+        untouched = _alive_untouched(state.pairs[kind], inv, new, final_te, ttl, len(vocab[kind]))
         alive = final_te[new["u"]] - new["last"] <= ttl
         return {k: np.concatenate([untouched[k], new[k][alive]]) for k in new}
 
@@ -1079,8 +1111,6 @@ def step_batch(
 
     result.users = merged(S, new_users)
     result.events = merged(E, new_events)
-    result.pairs = {
-        kind: merged(state.pairs[kind], pair_table(state.pairs[kind], touched[kind]))
-        for kind in PAIR_KINDS
-    }
+    result.pairs = {kind: merged(state.pairs[kind], pair_table(kind)) for kind in PAIR_KINDS}
+    result.vocab = vocab
     return result, features
