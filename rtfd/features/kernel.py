@@ -550,29 +550,34 @@ class KernelState:
     def evict(self, now: datetime | float, ttl_s: float) -> int:
         """Forget users idle for more than ``ttl_s`` at ``now`` (datetime or epoch seconds).
 
-        Also drops (user, key) histories and buffered events that can no longer count. Returns
-        the number of users removed. With ``ttl_s >= config.ttl_s`` no feature ever changes.
+        Returns the number of users removed. Their events and (user, key) histories go with
+        them; keys no pair uses any more leave the vocab. Everything else a kept user holds is
+        already pruned relative to that user's own last event, so nothing else is dropped. With
+        ``ttl_s >= config.ttl_s`` no feature changes, as long as a user's next transaction is
+        not older than ``now``.
         """
+        if not len(self):
+            return 0
         now_ms = timestamp_ms(now) if isinstance(now, datetime) else round(float(now) * 1000)
-        cutoff = now_ms - round(ttl_s * 1000)
-        keep = self.users["last_te"] >= cutoff
+        keep = self.users["last_te"] >= now_ms - round(ttl_s * 1000)
         removed = int((~keep).sum())
-        ev_keep = self.events["te"] > now_ms - MAX_WINDOW_MS
+        if removed == 0:
+            return 0
         remap = np.cumsum(keep) - 1
         self.users = {k: v[keep] for k, v in self.users.items()}
 
-        def sub(table: dict[str, np.ndarray], extra: np.ndarray) -> dict[str, np.ndarray]:
-            m = keep[table["u"]] & extra
+        def sub(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            m = keep[table["u"]]
             out = {k: v[m] for k, v in table.items()}
             out["u"] = remap[out["u"]]
             return out
 
-        self.events = sub(self.events, ev_keep)
+        self.events = sub(self.events)
         for kind in PAIR_KINDS:
-            p = sub(self.pairs[kind], self.pairs[kind]["last"] >= cutoff)
+            p = sub(self.pairs[kind])
             # Compact the vocab to the keys still in use, so it stays bounded too.
-            used, p["k"] = np.unique(p["k"], return_inverse=True)
-            p["k"] = p["k"].astype(_I64)
+            used, codes = np.unique(p["k"], return_inverse=True)
+            p["k"] = codes.astype(_I64)
             self.vocab[kind] = self.vocab[kind][used]
             self.pairs[kind] = p
         self._index = None
