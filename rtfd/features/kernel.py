@@ -17,11 +17,11 @@ How exactness is kept between the two drivers:
 
 State is bounded. A user's history is forgotten after ``ttl_s`` without a transaction (event
 time), as is a (user, key) pair — key = city, merchant, channel or 3-hour slot of the day — not
-seen for ``ttl_s``; the recent-event
-buffer behind the velocity windows keeps at most ``max_events`` events (default 200) from the
-last 7 days. The cap is part of the definition: ``count_7d`` of a user with more than 200 prior
-transactions in 7 days is 200, in both drivers. :meth:`KernelState.evict` frees users that are
-idle longer than a TTL; with a TTL at least ``ttl_s`` this never changes a feature.
+seen for ``ttl_s``; the recent-event buffer behind the velocity windows keeps at most
+``max_events`` events (default 200) from the last 7 days. The cap is part of the definition:
+``count_7d`` of a user with more than 200 prior transactions in 7 days is 200, in both drivers.
+:meth:`KernelState.evict` frees users that are idle longer than a TTL; with a TTL at least
+``ttl_s`` this never changes a feature.
 
 Event time is clamped per user: a transaction older than the user's last one is processed as if it
 happened at that last time (its own timestamp still drives the hour and weekday features), so the
@@ -79,7 +79,8 @@ _I64 = np.int64
 
 @dataclass(frozen=True)
 class KernelConfig:
-    """The parameters that are part of the features' definition (recorded in features.json)."""
+    """The parameters that are part of the features' definition (recorded in each model's
+    manifest)."""
 
     ttl_s: float = 8 * 86_400.0
     """History not touched for this long (event time) is forgotten; at least 7 days."""
@@ -669,6 +670,9 @@ class KernelState:
             out.pairs[kind] = {k: col(pairs, k, _I64) for k in ("u", "k", "count", "last")}
             if len(out.pairs[kind]["k"]) and out.pairs[kind]["k"].max() >= len(out.vocab[kind]):
                 raise ValueError("corrupt kernel state blob: pair key outside its vocab")
+        for table in (out.events, *out.pairs.values()):
+            if len(table["u"]) and not 0 <= table["u"].min() <= table["u"].max() < len(out):
+                raise ValueError("corrupt kernel state blob: row of an unknown user")
         return out
 
 
