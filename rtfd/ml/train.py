@@ -213,7 +213,7 @@ def training_frame(
     elif isinstance(data, pd.DataFrame):
         history, source = data, "a data frame"
     else:
-        history = read_transactions(data, required=())
+        history = read_transactions(data, required=("transaction_id", "timestamp", "label"))
         source = str(data)
     if "label" not in history.columns:
         raise DataError(f"{source}: no label column to train on")
