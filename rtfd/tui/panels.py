@@ -111,8 +111,13 @@ class LivePanel(Vertical):
         self._alerts_heading()
 
     def _alerts_heading(self) -> None:
-        status = self._feed_problem or f"{self.alerts_total:,} received"
-        self.alerts_title.update(f"Alerts · fraud_alerts topic · {status}")
+        if self._feed_problem:
+            suffix = f" · {self._feed_problem}"
+        elif self.alerts_total:
+            suffix = f" · {self.alerts_total:,} received"
+        else:
+            suffix = ""
+        self.alerts_title.update(f"Alerts · fraud_alerts topic{suffix}")
 
     def chart(self, name: str) -> MetricChart:
         return self.charts[name]
