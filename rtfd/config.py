@@ -182,9 +182,10 @@ class Settings:
         metadata={"doc": "Alerts per 1,000 transactions for the budget rule.", **_range(0, 1000)},
     )
     label_maturity_days: float = field(
-        default=7.0,
+        default=0.01,
         metadata={
-            "doc": "A transaction without a label after this is legitimate.",
+            "doc": "Days after which an unlabelled transaction counts as legitimate; the "
+            "default (~15 min) fits the simulator's label delay, real chargebacks need 30-90.",
             **_range(0, 3650),
         },
     )

@@ -151,6 +151,7 @@ def simulated_history(
     merchants: int = 2_000,
     fraud_rate: float = 0.01,
     start: datetime | None = None,
+    time_scale: float = 1.0,
     progress: Progress = no_progress,
 ) -> pd.DataFrame:
     """A labelled history from the simulator (imported lazily)."""
@@ -163,6 +164,7 @@ def simulated_history(
         merchants=merchants,
         fraud_rate=fraud_rate,
         start=start,
+        time_scale=time_scale,
         progress=lambda f: progress(f"simulating {days:g} days of traffic", f),
     )
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +40,10 @@ CALIBRATION_MAX_ROWS = 200_000
 BOOTSTRAP_DAYS = 21
 BOOTSTRAP_USERS = 3_000
 BOOTSTRAP_MERCHANTS = 600
+log = logging.getLogger(__name__)
+
+# Fewer matured frauds than this in the served history and training falls back to simulation.
+MIN_SERVED_FRAUDS = 50
 
 
 def resolve_mode_algo(
@@ -173,16 +178,26 @@ class TrainResult:
 
 
 def _bootstrap_history(settings: Settings, progress: Progress) -> pd.DataFrame:
+    """A simulated history that looks like what the live generator will send.
+
+    The live generator is a time-lapse (its configured rate is far above the population's
+    natural rate), so the history is simulated with the same ``time_scale``: velocity and
+    recency features then have the same scale in training as in serving.
+    """
+    from rtfd.generator.live import live_time_scale
     from rtfd.ml.data import simulated_history
 
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    scale = max(1.0, live_time_scale(settings))
+    span = timedelta(days=BOOTSTRAP_DAYS) / scale
+    now = datetime.now(UTC).replace(microsecond=0)
     return simulated_history(
         BOOTSTRAP_DAYS,
         seed=settings.generator_seed,
         users=min(settings.generator_users, BOOTSTRAP_USERS),
         merchants=min(settings.generator_merchants, BOOTSTRAP_MERCHANTS),
         fraud_rate=max(settings.generator_fraud_rate, 0.005),
-        start=today - timedelta(days=BOOTSTRAP_DAYS),
+        start=now - span,
+        time_scale=scale,
         progress=progress,
     )
 
@@ -204,12 +219,30 @@ def training_frame(
     )
 
     delay_s = settings.label_maturity_days * 86_400.0
+    fallback = ""
     if data is None and not bootstrap and _glob(settings.enriched_dir) is not None:
         progress("reading enriched Parquet and matured labels", 0.0)
-        return read_training_table(settings), f"enriched Parquet in {settings.enriched_dir}"
+        try:
+            frame = read_training_table(settings)
+        except DataError as e:
+            fallback = e.message
+        else:
+            frauds = int(frame["label"].sum())
+            if frauds >= MIN_SERVED_FRAUDS:
+                return frame, f"enriched Parquet in {settings.enriched_dir}"
+            fallback = (
+                f"only {frauds} matured fraud labels in the served history "
+                f"(at least {MIN_SERVED_FRAUDS} needed)"
+            )
+        # A young appliance has too few matured labels to learn from: say so, and train on a
+        # simulated history instead of failing (the next retrain will use the served data).
+        progress(f"{fallback}; training on a simulated history instead", 0.0)
+        log.warning("%s; training on a simulated history instead", fallback)
     if data is None:
         history = _bootstrap_history(settings, scaled(progress, 0.0, 0.5))
         source = f"simulated history ({BOOTSTRAP_DAYS} days, seed {settings.generator_seed})"
+        if fallback:
+            source += f" — {fallback}"
     elif isinstance(data, pd.DataFrame):
         history, source = data, "a data frame"
     else:

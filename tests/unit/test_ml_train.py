@@ -159,6 +159,19 @@ def test_enriched_data_without_matured_rows_says_what_to_do(settings: Settings) 
         read_training_table(settings, now=early)
 
 
+def test_a_young_appliance_retrains_on_a_simulated_history_and_says_why(
+    settings: Settings,
+) -> None:
+    """Served rows exist but none has matured yet: the retrain key must still give a model."""
+    settings = settings.replace(label_maturity_days=3650)  # nothing has matured
+    _write_enriched(settings, datetime.now(UTC))
+    messages: list[str] = []
+    result = train_model(settings, algo="xgboost", progress=lambda m, f: messages.append(m))
+    assert result.source.startswith("simulated history")
+    assert "no matured transaction yet" in result.source
+    assert any("training on a simulated history instead" in m for m in messages)
+
+
 def test_missing_enriched_data_is_a_clear_error(settings: Settings) -> None:
     with pytest.raises(DataError, match="--bootstrap"):
         read_training_table(settings)
