@@ -29,11 +29,15 @@ install:
         echo "$want" > "$stamp"
     fi
 
-# Start the appliance: broker and topics (detached); `just down` stops it
+# Run the appliance: the TUI starts broker, model, stream and generator; q stops them all
 up: install
+    {{bin}}/rtfd tui
+
+# Start only the broker and topics in the background (for rtfd generate/stream by hand)
+broker: install
     {{bin}}/rtfd broker up
 
-# Stop everything `just up` started
+# Stop a broker left running in the background (`just broker`, `rtfd broker up`)
 down:
     {{bin}}/rtfd broker down
 
