@@ -463,7 +463,7 @@ class RtfdApp(App[int]):
         elif status.name == "stream":
             idle = self.stream_idle_s()
             if idle is not None:
-                text = f"0/s · idle: no batch for {idle:.0f} s"
+                text = f"0 rows/s · idle: no batch for {idle:.0f} s"
             elif status.state == State.RUNNING and self.latest_progress is not None:
                 text = stream_summary(self.latest_progress)
             else:

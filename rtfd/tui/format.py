@@ -133,7 +133,7 @@ def next_rate(current: float, up: bool) -> float:
 
 
 def stream_summary(progress: Any) -> str:
-    """'201/s · cap 1,985/s · batch 412 ms · lag 0 · p99 1.18 s' from a progress record.
+    """'201 rows/s · cap 1,985/s · batch 412 ms · lag 0 · p99 1.18 s' from a progress record.
 
     The first figure is the input rate (what arrives); "cap" is Spark's processed rate (rows
     per second of batch time), i.e. how much faster the stream could go.
@@ -142,7 +142,7 @@ def stream_summary(progress: Any) -> str:
     if lag is None:  # rtfd.stream.progress.StreamProgress calls it offsets_behind
         lag = field(progress, "offsets_behind")
     parts = [
-        fmt_rate(field(progress, "input_rows_per_s")),
+        fmt_rate(field(progress, "input_rows_per_s"), " rows/s"),
         f"cap {fmt_rate(field(progress, 'processed_rows_per_s'))}",
         f"batch {fmt_ms(field(progress, 'batch_duration_ms'))}",
         f"lag {fmt_int(lag)}",

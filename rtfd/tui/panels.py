@@ -150,7 +150,7 @@ class QueryPanel(Horizontal):
             yield OptionList(id="examples")
             yield Static(
                 "views: enriched_transactions, labels, alerts\n"
-                "F5 / ctrl+j run · ctrl+s export · esc leave editor",
+                "F5 / ctrl+j run · ctrl+s export · esc leave the editor · 2 back to it",
                 id="query-help",
             )
         with Vertical(id="query-main"):
@@ -266,6 +266,8 @@ class QueryPanel(Horizontal):
         if result.truncated or shown < result.row_count:
             count += f" (showing the first {shown:,})"
         self._status(Text(f"✔ {count} · {result.elapsed_s * 1000:,.0f} ms", style="green"))
+        # Read the result from the keyboard; letter and digit keys act as shortcuts again.
+        table.focus()
 
     @on(QueryFailed)
     def _show_error(self, message: QueryFailed) -> None:

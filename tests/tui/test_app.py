@@ -195,7 +195,10 @@ async def test_progress_fills_the_status_bar_charts_and_scored_table(
         )
         live = app.query_one(LivePanel)
         await wait_for(pilot, lambda: live.scored_total == 6, "scored rows")
-        assert badge(app, "stream")[1] == "201/s · cap 1,985/s · batch 412 ms · lag 42 · p99 2.50 s"
+        assert (
+            badge(app, "stream")[1]
+            == "201 rows/s · cap 1,985/s · batch 412 ms · lag 42 · p99 2.50 s"
+        )
         assert badge(app, "dlq") == ("degraded", "3")
         assert list(live.chart("latency").values) == [1180.0, 2500.0]
         assert live.scored_table.row_count == 6
@@ -362,7 +365,7 @@ async def test_a_stream_without_batches_shows_idle_and_zero_input(
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         supervisor.progress(batch_duration_ms=50)
-        await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201/s"), "the batch")
+        await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201 rows/s"), "the batch")
         await wait_for(pilot, lambda: "idle" in badge(app, "stream")[1], "idle")
         assert app.live.chart("throughput").values[-1] == 0.0
         supervisor.progress(batch_duration_ms=50)

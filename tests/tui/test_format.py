@@ -68,7 +68,7 @@ def test_stream_summary_reads_the_streams_progress_record() -> None:
         latency_p99_ms=1320.0,
         offsets_behind=12,
     )
-    assert stream_summary(record) == "998/s · cap 4,210/s · batch 640 ms · lag 12 · p99 1.32 s"
+    assert stream_summary(record) == "998 rows/s · cap 4,210/s · batch 640 ms · lag 12 · p99 1.32 s"
     assert stream_summary(SimpleNamespace()) == "- · cap - · batch - · lag - · p99 -"
 
 

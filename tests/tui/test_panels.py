@@ -223,3 +223,19 @@ async def test_scored_rows_come_from_the_parquet_when_progress_has_none(
         await wait_for(pilot, lambda: any("WHERE timestamp >" in s for s in seen), "a 2nd poll")
         assert f"TIMESTAMPTZ '{rows[-1]['timestamp']}'" in next(s for s in seen if "WHERE" in s)
         assert live.scored_total == 8
+
+
+async def test_after_a_query_the_result_has_the_focus_and_shortcuts_work(
+    settings: Settings, supervisor: FakeSupervisor
+) -> None:
+    app = RecordingApp(settings, supervisor, services=fake_services())
+    async with app.run_test(size=SIZE) as pilot:
+        panel = await open_query_tab(pilot, app)
+        assert app.focused is not None and app.focused.id == "sql"
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: panel.last_sql, "the result")
+        assert app.focused is not None and app.focused.id == "results"
+        await pilot.press("1", "r")
+        await wait_for(pilot, lambda: "retrain" in supervisor.calls, "the retrain")
+        await pilot.press("2")
+        assert app.focused is not None and app.focused.id == "sql"

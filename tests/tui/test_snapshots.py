@@ -118,6 +118,7 @@ async def test_live_screenshot_shows_status_scores_alerts_and_charts(
             pilot,
             lambda: all(e in screen_text(app.export_screenshot()) for e in LIVE_EXPECTED),
             "a complete rendering",
+            timeout=15,
         )
         path = Path(app.save_screenshot("live.svg", str(tmp_path)))
     text = screen_text(path.read_text(encoding="utf-8"))
