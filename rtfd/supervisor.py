@@ -162,12 +162,13 @@ class Supervisor:
         """Bring every component up in order (blocking); failures are reported, not raised,
         except for the broker, without which nothing else can run."""
         self._stop.clear()
-        self._start_broker()
-        self._start_model()
-        if self.with_stream:
-            self._start_stream()
-        if self.with_generator:
-            self._start_generator()
+        steps = [self._start_broker, self._start_model]
+        steps += [self._start_stream] if self.with_stream else []
+        steps += [self._start_generator] if self.with_generator else []
+        for step in steps:
+            if self._stop.is_set():  # quit while starting: start nothing more
+                return
+            step()
         if self._watcher is None or not self._watcher.is_alive():
             self._watcher = threading.Thread(target=self._watch, name="rtfd-watchdog", daemon=True)
             self._watcher.start()
