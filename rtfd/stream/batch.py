@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
+# Explaining an alert costs milliseconds (SHAP on the whole model). In an alert flood (a bad
+# model, a new fraud wave) explaining them all would stall the stream, so a batch explains at
+# most this many, highest scores first; the others say why they have no explanation.
+MAX_EXPLAINED_ALERTS = 2_000
+UNEXPLAINED = "explanation skipped: too many alerts in this batch"
+
 
 def query_id_of(checkpoint: Path) -> str:
     """The id Spark keeps for a query in ``<checkpoint>/metadata`` (stable across restarts)."""
@@ -63,6 +69,22 @@ def _ms(ts: pd.Series) -> np.ndarray:
     from rtfd.features.kernel import timestamps_ms
 
     return timestamps_ms(ts)
+
+
+def explain_alerts(model: Any, flagged: pd.DataFrame) -> list[list[str]]:
+    """Reasons for each flagged row (at most :data:`MAX_EXPLAINED_ALERTS` explained)."""
+    features = flagged[list(model.features)]
+    if len(flagged) <= MAX_EXPLAINED_ALERTS:
+        return [list(r) for r in model.explain(features, top=3)]
+    order = np.argsort(-flagged["fraud_score"].to_numpy(), kind="stable")
+    chosen = order[:MAX_EXPLAINED_ALERTS]
+    reasons: list[list[str]] = [[UNEXPLAINED] for _ in range(len(flagged))]
+    for i, r in zip(chosen, model.explain(features.iloc[chosen], top=3), strict=True):
+        reasons[int(i)] = list(r)
+    log.warning(
+        "alert flood: %d alerts in one batch, %d explained", len(flagged), MAX_EXPLAINED_ALERTS
+    )
+    return reasons
 
 
 class RiskTableProvider:
@@ -185,6 +207,7 @@ class TransactionSink:
         if len(valid):
             model = self.models.for_batch(self.batch_log, batch_id)
             model_version = str(model.version)
+            marks["model"] = time.monotonic()
             risk = self.risk.table().lookup_ms(
                 valid["merchant_id"].to_numpy(dtype=object), _ms(valid["timestamp"])
             )
@@ -209,7 +232,7 @@ class TransactionSink:
             marks["parquet"] = time.monotonic()
             flagged = valid[valid["is_fraud"]]
             if len(flagged):
-                reasons = model.explain(flagged[list(model.features)], top=3)
+                reasons = explain_alerts(model, flagged)
                 marks["explain"] = time.monotonic()
                 alerts = alert_records(
                     flagged,

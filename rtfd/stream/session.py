@@ -184,9 +184,10 @@ def start_spark(
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PYTHONWARNINGS": "ignore",
         TAG_ENV: tag,
-        # Spark's shell scripts print nothing extra with this; SPARK_HOME stays pyspark's.
         "SPARK_PRINT_LAUNCH_COMMAND": "",
     }
+    if settings.spark_master.startswith("local"):
+        env["SPARK_LOCAL_IP"] = "127.0.0.1"  # no "hostname resolves to a loopback" warning
     with open(out_path, "ab") as out, _env(env):
         gateway = launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": out})
         try:

@@ -53,6 +53,7 @@ class StreamProcess:
         if os.environ.get("RTFD_CACHE_DIR"):
             env["RTFD_CACHE_DIR"] = os.environ["RTFD_CACHE_DIR"]
         self.log = log
+        self.settings = settings
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
                 [
@@ -88,7 +89,14 @@ class StreamProcess:
             self.proc.wait(10)
 
     def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+        """The process's own output, plus the errors rtfd.log holds (for failure messages)."""
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        rtfd_log = self.settings.log_file
+        if rtfd_log.exists():
+            lines = rtfd_log.read_text(encoding="utf-8", errors="replace").splitlines()
+            errors = [ln for ln in lines if " ERROR " in ln or "Error" in ln][-20:]
+            text += "\n--- rtfd.log errors ---\n" + "\n".join(errors)
+        return text
 
 
 @pytest.fixture
@@ -147,7 +155,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
                 timeout=START_TIMEOUT_S,
                 what=f"run {i} to write Parquet",
             )
-            assert proc.proc.poll() is None, proc.output()[-3000:]
+            assert proc.proc.poll() is None, proc.output()[-6000:]
             time.sleep(rng.uniform(0.0, 3.0))
             proc.kill9()
     finally:
@@ -165,8 +173,8 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
         timeout=START_TIMEOUT_S,
         what=f"{len(produced)} rows after the last restart",
     )
-    assert final.proc.poll() is None, final.output()[-3000:]
-    assert final.terminate() == 0, final.output()[-3000:]
+    assert final.proc.poll() is None, final.output()[-6000:]
+    assert final.terminate() == 0, final.output()[-6000:]
 
     df = read_enriched(settings, "transaction_id")
     assert len(df) == len(produced), "duplicated or lost rows"

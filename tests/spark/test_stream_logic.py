@@ -167,7 +167,7 @@ def test_a_replayed_batch_replaces_its_own_files(tmp_path: Path) -> None:
         "event_date=2026-03-02",
         "event_date=2026-03-02/part-abcdef01-0000000007.parquet",
     ]
-    n = duckdb.sql(f"SELECT count(*) FROM read_parquet('{tmp_path}/**/*.parquet')").fetchall()
+    n = duckdb.execute(f"SELECT count(*) FROM read_parquet('{tmp_path}/**/*.parquet')").fetchall()
     assert n == [(len(frame),)]
 
 
@@ -237,7 +237,11 @@ def test_progress_joins_sink_stats_with_spark_progress() -> None:
     hub = ProgressHub()
     seen: list[Any] = []
     hub.add_listener(seen.append)
-    hub.add_listener(lambda e: 1 / 0)  # a failing observer does not stop the others
+
+    def failing(_event: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    hub.add_listener(failing)  # a failing observer does not stop the others
     hub.record_batch(
         BatchStats(
             "transactions",
@@ -358,3 +362,19 @@ def test_the_stream_command_is_registered_and_import_light() -> None:
         "assert 'pyspark' not in sys.modules and 'pandas' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rtfd.stream.batch as batch
+
+    monkeypatch.setattr(batch, "MAX_EXPLAINED_ALERTS", 2)
+
+    class Model:
+        features = ("f",)
+
+        def explain(self, df: pd.DataFrame, top: int = 3) -> list[list[str]]:
+            return [[f"f={v}"] for v in df["f"]]
+
+    flagged = pd.DataFrame({"f": [1, 2, 3, 4], "fraud_score": [0.6, 0.9, 0.7, 0.95]})
+    reasons = batch.explain_alerts(Model(), flagged)
+    assert reasons == [[batch.UNEXPLAINED], ["f=2"], [batch.UNEXPLAINED], ["f=4"]]
