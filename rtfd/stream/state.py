@@ -228,21 +228,27 @@ def step_bucket(
     if len(seen_ts) > DEDUP_MAX_IDS:
         newest = np.argsort(seen_ts, kind="stable")[-DEDUP_MAX_IDS:]
         seen_hash, seen_ts = seen_hash[newest], seen_ts[newest]
-    out = fresh.copy()
-    for n in names:
-        out[n] = feats[n].to_numpy(dtype=np.float64)
+    # One concat, not a column-by-column insert: pandas' per-column cost dominated small buckets.
+    feat_block = pd.DataFrame(
+        {n: feats[n].to_numpy(dtype=np.float64) for n in names}, index=fresh.index
+    )
+    out = pd.concat([fresh, feat_block], axis=1)
     return BucketState(kernel, seen_hash, seen_ts, max_ts), out, dupes
 
 
 def _conform(pdf: pd.DataFrame, columns: list[str], kind: int, bucket: int) -> pd.DataFrame:
-    """Give ``pdf`` exactly the operator's output columns (missing ones as nulls)."""
-    out = pdf.copy()
-    out["row_kind"] = kind
-    out["bucket"] = bucket
-    for c in columns:
-        if c not in out.columns:
-            out[c] = None
-    return out[columns]
+    """Give ``pdf`` exactly the operator's output columns (missing ones as nulls), built in one
+    go (inserting columns one at a time cost more than the kernel on small buckets)."""
+    n = len(pdf)
+    nulls = np.full(n, None, dtype=object)
+    data = {
+        c: (pdf[c].to_numpy() if c in pdf.columns else nulls)
+        for c in columns
+        if c not in ("row_kind", "bucket")
+    }
+    data["row_kind"] = np.full(n, kind, dtype=np.int32)
+    data["bucket"] = np.full(n, bucket, dtype=np.int32)
+    return pd.DataFrame(data, columns=columns)
 
 
 def make_bucket_function(
