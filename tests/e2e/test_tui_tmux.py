@@ -171,6 +171,8 @@ def test_the_tui_runs_the_whole_appliance_and_quits_clean(tui: tuple[Screen, Pat
 
     # r retrains: a new version appears in the status bar.
     screen.keys("Escape")  # leave the SQL editor, so keys are commands again
+    # A key right after ESC would be read as Alt+key: let the terminal's escape delay pass.
+    time.sleep(1.0)
     screen.keys("1")
     screen.wait_for("the live tab", lambda t: "Scored transactions" in t, 20)
     screen.keys("r")
