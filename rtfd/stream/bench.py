@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     live_start = time.monotonic()
     gen.start()
     time.sleep(args.seconds)
-    gen.stop()
+    live_sent = gen.stop().acked
     live = [
         e
         for t, e in events
@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     # Drain: wait until the live traffic is processed, then measure a backlog.
     deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and events and (events[-1][1].offsets_behind or 0) > 0:
-        time.sleep(1)
+    while time.monotonic() < deadline and rows() < live_sent:
+        time.sleep(0.5)
+    out["live"]["catch_up_s"] = round(time.monotonic() - live_start - args.seconds, 1)
     before = rows()
     produce_transactions(settings, args.backlog, topic=topics.transactions, labels=False)
     t_drain = time.monotonic()

@@ -319,6 +319,8 @@ class StreamRunner:
 
         risk = RiskTableProvider(s, clock=self._clock)
         risk.refresh_now()
+        models = ModelHolder(s)
+        models.current()  # load (verify, unpickle) now, not in the first batch
         ck_tx = self.checkpoint_dir("transactions")
         buckets = self._layout(ck_tx)
         raw = (
@@ -343,7 +345,7 @@ class StreamRunner:
             dlq_topic=self.topics.dlq,
             publisher=publisher,
             hub=self.hub,
-            models=ModelHolder(s),
+            models=models,
             risk=risk,
             console=self._console_writer if self.console else None,
             clock=self._clock,
