@@ -211,12 +211,15 @@ def _check_field(
     raise AssertionError(f.type)
 
 
-_TS_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?")
+TIMESTAMP_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})?"
+)
+"""What a wire timestamp looks like; the stream derives its Spark check from it."""
 
 
 def parse_timestamp(text: str) -> datetime | None:
     """Parse ISO-8601 (``Z`` or offset; naive means UTC). None when it is not a timestamp."""
-    if not _TS_RE.fullmatch(text.strip()):
+    if not TIMESTAMP_RE.fullmatch(text.strip()):
         return None
     try:
         ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))

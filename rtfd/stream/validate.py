@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 # The wire format of timestamps, taken from rtfd.schemas so there is one definition.
-from rtfd.schemas import _TS_RE as _TIMESTAMP_RE
+from rtfd.schemas import TIMESTAMP_RE as _TIMESTAMP_RE
 
 MALFORMED = "malformed_json"
 NOT_AN_OBJECT = "not_an_object"
