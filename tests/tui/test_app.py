@@ -360,13 +360,14 @@ async def test_a_stream_without_batches_shows_idle_and_zero_input(
     class FastTick(RecordingApp):
         TICK_S = 0.05
 
-    monkeypatch.setattr(app_module, "STREAM_IDLE_S", 0.3)
+    # Long enough that a loaded CI machine still sees the batch before it turns idle.
+    monkeypatch.setattr(app_module, "STREAM_IDLE_S", 2.0)
     app = FastTick(settings, supervisor, services=fake_services(FakeRegistry()))
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)
         supervisor.progress(batch_duration_ms=50)
         await wait_for(pilot, lambda: badge(app, "stream")[1].startswith("201 rows/s"), "the batch")
-        await wait_for(pilot, lambda: "idle" in badge(app, "stream")[1], "idle")
+        await wait_for(pilot, lambda: "idle" in badge(app, "stream")[1], "idle", timeout=15)
         assert app.live.chart("throughput").values[-1] == 0.0
         supervisor.progress(batch_duration_ms=50)
         await wait_for(pilot, lambda: "idle" not in badge(app, "stream")[1], "a new batch")
