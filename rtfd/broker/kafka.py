@@ -173,8 +173,14 @@ class EmbeddedKafka(Broker):
     def _cluster_id(self) -> str:
         path = self._dir / "cluster.id"
         if path.exists():
-            return path.read_text(encoding="ascii").strip()
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+            cid = path.read_text(encoding="ascii").strip()
+            if cid and not cid.startswith("-"):
+                return cid
+        # An id that starts with "-" reads as an option to kafka-storage (Kafka's own
+        # Uuid.randomUuid skips those too): draw again.
+        cid = "-"
+        while cid.startswith("-"):
+            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
         path.write_text(cid + "\n", encoding="ascii")
         return cid
 
