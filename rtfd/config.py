@@ -143,7 +143,7 @@ class Settings:
         default=200_000, metadata={"doc": "Admission limit per micro-batch.", **_range(1, 10**9)}
     )
     stream_state_buckets: int = field(
-        default=16, metadata={"doc": "User buckets of the stateful operator.", **_range(1, 4096)}
+        default=4, metadata={"doc": "User buckets of the stateful operator.", **_range(1, 4096)}
     )
     stream_state_ttl_hours: float = field(
         default=24.0 * 8,

@@ -36,7 +36,7 @@ from rtfd.stream.sinks import (
     format_alert_line,
     labels_arrow_schema,
 )
-from rtfd.stream.state import KIND_DEAD, KIND_DUPLICATE, KIND_STATS, KIND_VALID
+from rtfd.stream.state import KIND_DEAD, KIND_DUPLICATE, KIND_VALID
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,8 +196,10 @@ class TransactionSink:
         if self._query_id is None:
             self._query_id = query_id_of(self.checkpoint)
         kind = pdf["row_kind"].to_numpy()
-        for row in pdf[kind == KIND_STATS].itertuples(index=False):
-            self.bucket_users[int(row.bucket)] = int(row.state_users)
+        counted = pdf.loc[(kind == KIND_VALID) | (kind == KIND_DUPLICATE), ["bucket", "state_users"]]
+        if len(counted):
+            for b, users in counted.groupby("bucket")["state_users"].max().items():
+                self.bucket_users[int(b)] = int(users)
         dead = pdf[kind == KIND_DEAD]
         n_dupes = int((kind == KIND_DUPLICATE).sum())
         valid = pdf[kind == KIND_VALID].reset_index(drop=True)

@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 # Environment variable that marks every process of one stream (JVM, Python daemon and workers
 # inherit it), so a restart can find the orphans of a killed run.
 TAG_ENV = "RTFD_SPARK_TAG"
+# The state is a handful of rows (one blob per user bucket), rewritten every batch. The HDFS-backed
+# provider writes them as one small delta file per partition; RocksDB flushed, zipped and synced a
+# snapshot on every commit (commitTimeMs 1.1-1.2 s per batch against 0.3-0.5 s, measured side by
+# side with 4 buckets at 1,000 tx/s). RocksDB stays available through ``spark_conf``; a checkpoint
+# keeps the provider it was created with (Spark stores it in the offset log).
+STATE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 SPARK_LOG_MAX_BYTES = 20 * 1024 * 1024
 
@@ -105,7 +111,7 @@ def spark_conf_items(
         "spark.driver.extraJavaOptions": " ".join(java_opts),
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
-        "spark.sql.streaming.stateStore.providerClass": ROCKSDB_PROVIDER,
+        "spark.sql.streaming.stateStore.providerClass": STATE_PROVIDER,
         # Keep checkpoints small: 20 batches of history are plenty to recover from.
         "spark.sql.streaming.minBatchesToRetain": "20",
         "spark.sql.streaming.stateStore.rocksdb.compactOnCommit": "false",
