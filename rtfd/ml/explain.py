@@ -1,9 +1,9 @@
 """Turning per-feature contributions into short human phrases for alerts.
 
 The contributions come from the model (:meth:`rtfd.ml.models.Model.contributions`): path-wise
-(Saabas) contributions for XGBoost, coefficient x value for logistic regression, deviation from
-the training mean for IsolationForest. Only features that push the score *up* are explained; each phrase shows the
-feature's raw value, as a person reading an alert would want it.
+(Saabas) contributions for XGBoost, coefficient x value for logistic regression, deviation from the
+training mean for IsolationForest. Only features that push the score *up* are explained; each phrase
+shows the feature's raw value, as a person reading an alert would want it.
 """
 
 from __future__ import annotations

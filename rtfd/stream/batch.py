@@ -196,7 +196,8 @@ class TransactionSink:
         if self._query_id is None:
             self._query_id = query_id_of(self.checkpoint)
         kind = pdf["row_kind"].to_numpy()
-        counted = pdf.loc[(kind == KIND_VALID) | (kind == KIND_DUPLICATE), ["bucket", "state_users"]]
+        folded = (kind == KIND_VALID) | (kind == KIND_DUPLICATE)
+        counted = pdf.loc[folded, ["bucket", "state_users"]]
         if len(counted):
             for b, users in counted.groupby("bucket")["state_users"].max().items():
                 self.bucket_users[int(b)] = int(users)

@@ -32,7 +32,8 @@ from rtfd.stream.progress import Observer, ProgressHub, StreamProgress
 
 log = logging.getLogger(__name__)
 
-LABELS_TRIGGER_S = 5.0
+# Labels are chargebacks, minutes to days late: a slower trigger leaves the cores to scoring.
+LABELS_TRIGGER_S = 15.0
 STOP_TIMEOUT_MS = 30_000
 
 PHASES = ("idle", "starting", "running", "failed", "stopped")
@@ -95,6 +96,7 @@ class StreamRunner:
         self._publisher: Any = None
         self._checkpoint_lock: Any = None
         self._state_listeners: list[Callable[[RunnerState], None]] = []
+        self._teardown_lock = threading.Lock()
 
     # -- public API --------------------------------------------------------------------------
     @property
@@ -149,30 +151,36 @@ class StreamRunner:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-        with self._lock:
-            queries = dict(self._queries)
-            self._queries.clear()
-            handle, self._handle = self._handle, None
-            publisher, self._publisher = self._publisher, None
-            lock, self._checkpoint_lock = self._checkpoint_lock, None
-        for name, q in queries.items():
-            try:
-                q.stop()
-            except Exception as e:  # the query may be failing on its own already
-                log.warning("stopping query %s: %s", name, e)
-        if publisher is not None:
-            publisher.close()
-        if handle is not None:
-            from rtfd.stream.session import stop_spark
-
-            stop_spark(handle, timeout=timeout)
-        if lock is not None:
-            lock.release()
+        self._teardown(timeout)
         with self._lock:
             if self._state.phase != "failed":
                 self._set_state("stopped", "stopped")
 
     # -- internals ---------------------------------------------------------------------------
+    def _teardown(self, timeout: float = 60.0) -> None:
+        """Release what a run holds: queries, the publisher, Spark and its JVM, the checkpoint
+        lock. Serialised, so a failure's background clean-up and a restart never overlap."""
+        with self._teardown_lock:
+            with self._lock:
+                queries = dict(self._queries)
+                self._queries.clear()
+                handle, self._handle = self._handle, None
+                publisher, self._publisher = self._publisher, None
+                lock, self._checkpoint_lock = self._checkpoint_lock, None
+            for name, q in queries.items():
+                try:
+                    q.stop()
+                except Exception as e:  # the query may be failing on its own already
+                    log.warning("stopping query %s: %s", name, e)
+            if publisher is not None:
+                publisher.close()
+            if handle is not None:
+                from rtfd.stream.session import stop_spark
+
+                stop_spark(handle, timeout=timeout)
+            if lock is not None:
+                lock.release()
+
     def _set_state(self, phase: str, reason: str = "") -> None:
         with self._lock:
             if self._state.phase == phase and self._state.reason == reason:
@@ -206,7 +214,8 @@ class StreamRunner:
             self._cleanup_after_failure()
 
     def _cleanup_after_failure(self) -> None:
-        threading.Thread(target=self.stop, name="rtfd-stream-cleanup", daemon=True).start()
+        # Not stop(): that would also cancel a restart requested in the meantime.
+        threading.Thread(target=self._teardown, name="rtfd-stream-cleanup", daemon=True).start()
 
     def _start_all(self) -> None:
         from rtfd.stream.procs import CheckpointLock, checkpoint_tag, end_orphans
@@ -214,6 +223,9 @@ class StreamRunner:
 
         s = self.settings
         s.ensure_dirs()
+        # A restart after a failure: wait for (or do) the clean-up of the failed run, which
+        # still holds the checkpoint lock and its Spark session.
+        self._teardown()
         self._step("taking the checkpoint lock")
         lock = CheckpointLock(s.checkpoints_dir)
         lock.acquire()
@@ -277,13 +289,23 @@ class StreamRunner:
         return opts
 
     def _layout(self, checkpoint: Path) -> list[int]:
-        """The bucket values of this checkpoint (fixed at its creation)."""
-        from rtfd.stream.state import bucket_values
+        """The bucket values of this checkpoint (fixed at its creation), after checking that its
+        per-user state was written in the format this version reads."""
+        from rtfd.stream.state import STATE_VERSION, bucket_values
 
         path = checkpoint / "rtfd" / "layout.json"
         n = self.settings.stream_state_buckets
         if path.exists():
             stored = json.loads(path.read_text(encoding="utf-8"))
+            # Layouts from before the format was recorded hold format 1.
+            fmt = int(stored.get("state_format", 1))
+            if fmt != STATE_VERSION:
+                raise ConfigError(
+                    f"the checkpoint {checkpoint} holds per-user state in format {fmt}, and this "
+                    f"rtfd reads format {STATE_VERSION}; delete the checkpoint directory to "
+                    "start again (the per-user features then start empty; Parquet, models and "
+                    "topics are kept)"
+                )
             values = [int(v) for v in stored["buckets"]]
             if len(values) != n:
                 raise ConfigError(
@@ -295,7 +317,13 @@ class StreamRunner:
         values = bucket_values(n, self.settings.spark_shuffle_partitions)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
-            json.dumps({"buckets": values, "partitions": self.settings.spark_shuffle_partitions}),
+            json.dumps(
+                {
+                    "buckets": values,
+                    "partitions": self.settings.spark_shuffle_partitions,
+                    "state_format": STATE_VERSION,
+                }
+            ),
             encoding="utf-8",
         )
         return values
@@ -395,9 +423,13 @@ class StreamRunner:
     def _on_terminated(self, name: str, error: str | None) -> None:
         if self._stop_requested.is_set():
             return
+        with self._lock:
+            if self._state.phase == "failed":
+                return  # the other query, stopped by the clean-up: keep the first reason
         first = (error or "stopped").strip().splitlines()[0][:300]
         log.error("query %s terminated: %s", name, error)
         self._set_state("failed", f"{name} query stopped: {first}")
+        self._cleanup_after_failure()
 
 
 def ensure_stream_topics(settings: Settings, topics: StreamTopics) -> None:

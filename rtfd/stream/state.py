@@ -7,13 +7,13 @@ group whose state is one row (the :class:`~rtfd.features.kernel.KernelState` blo
 users, plus a small recent-id set), and the feature kernel runs vectorised over the bucket's rows.
 The kernel orders each user's rows by ``(timestamp, transaction_id)`` within the batch.
 
-Exactly-once state: Spark checkpoints the state version of every committed batch (a delta file
-per partition); a batch replayed after a crash starts again from the previous version, so a
-transaction is never folded twice *by a replay*. What Spark cannot see is the same transaction delivered twice by the
-producer (a retry, a re-sent file). The kernel does not de-duplicate, so each bucket also keeps
-the 64-bit hashes of the transaction ids it saw in the last :data:`DEDUP_WINDOW_S` seconds of
-event time (at most :data:`DEDUP_MAX_IDS` per bucket); a repeated id in that window is dropped
-and counted as a duplicate instead of being fed to the kernel again.
+Exactly-once state: Spark checkpoints the state version of every committed batch (a delta file per
+partition); a batch replayed after a crash starts again from the previous version, so a transaction
+is never folded twice *by a replay*. What Spark cannot see is the same transaction delivered twice
+by the producer (a retry, a re-sent file). The kernel does not de-duplicate, so each bucket also
+keeps the 64-bit hashes of the transaction ids it saw in the last :data:`DEDUP_WINDOW_S` seconds of
+event time (at most :data:`DEDUP_MAX_IDS` per bucket); a repeated id in that window is dropped and
+counted as a duplicate instead of being fed to the kernel again.
 
 Memory is bounded: users idle for ``settings.stream_state_ttl_hours`` (event time, measured from
 the newest event the bucket has seen, so replays evict identically) are evicted every batch.

@@ -231,3 +231,17 @@ def test_a_promoted_model_is_used_by_later_batches_without_restart(stream: Strea
     assert len(later) == len(ids)
     assert set(later["model_version"]) == {new}
     assert stream.runner.state.phase == "running"
+
+
+def test_after_a_query_failure_the_same_runner_restarts_on_its_checkpoint(stream: Stream) -> None:
+    """Last in the module: the failed run's clean-up must release the checkpoint lock and its
+    Spark session, so that the supervisor's restart (start() on the same runner) succeeds."""
+    runner = stream.runner
+    runner._queries["transactions"].stop()  # to the runner, the same as a fatal query error
+    wait_for(lambda: runner.state.phase == "failed", timeout=60, what="the runner to fail")
+    assert runner.state.reason.startswith("transactions query stopped"), runner.state
+    runner.start()
+    state = runner.wait_running(timeout=300)
+    assert state.phase == "running", state
+    stream.produce(300, seed=2024)
+    stream.wait_caught_up()

@@ -5,6 +5,7 @@ These live beside the Spark tests they support but start no Spark (marker ``unit
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -378,3 +379,32 @@ def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.Mon
     flagged = pd.DataFrame({"f": [1, 2, 3, 4], "fraud_score": [0.6, 0.9, 0.7, 0.95]})
     reasons = batch.explain_alerts(Model(), flagged)
     assert reasons == [[batch.UNEXPLAINED], ["f=2"], [batch.UNEXPLAINED], ["f=4"]]
+
+
+def test_a_checkpoint_with_another_state_format_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    from rtfd.config import load_settings
+    from rtfd.errors import ConfigError
+    from rtfd.stream.runner import StreamRunner
+    from rtfd.stream.state import STATE_VERSION
+
+    settings = load_settings(
+        {"home": str(tmp_path)}, environ={"RTFD_CONFIG": str(tmp_path / "none.toml")}
+    )
+    runner = StreamRunner(settings)
+    checkpoint = tmp_path / "ck"
+    values = runner._layout(checkpoint)  # creates the layout
+    assert runner._layout(checkpoint) == values and len(values) == settings.stream_state_buckets
+    stored = json.loads((checkpoint / "rtfd" / "layout.json").read_text())
+    assert stored["state_format"] == STATE_VERSION
+    stored.pop("state_format")  # written before the format was recorded: format 1
+    (checkpoint / "rtfd" / "layout.json").write_text(json.dumps(stored))
+    assert runner._layout(checkpoint) == values
+    stored["state_format"] = STATE_VERSION + 1
+    (checkpoint / "rtfd" / "layout.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="delete the checkpoint directory"):
+        runner._layout(checkpoint)
+    stored["state_format"] = STATE_VERSION
+    stored["buckets"] = [*values, 999]
+    (checkpoint / "rtfd" / "layout.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="stream_state_buckets"):
+        runner._layout(checkpoint)
