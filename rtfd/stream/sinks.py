@@ -17,6 +17,7 @@ de-duplicate.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -39,6 +40,16 @@ log = logging.getLogger(__name__)
 PARTITION_COLUMN = "event_date"
 LABEL_PARTITION_COLUMN = "report_date"
 FLUSH_TIMEOUT_S = 60.0
+# The DLQ topic accepts records up to 2 MiB (its max.message.bytes, rtfd.broker.admin), so that a
+# message at the transactions topic's 1 MiB limit still fits once base64-encoded. The producer
+# must allow that much too: librdkafka's default (1,000,000 bytes) refused such a dead letter at
+# produce time, failed the batch, and the replay failed again (a poison message).
+MAX_RECORD_BYTES = 2 * 1024 * 1024
+# A dead letter keeps the whole raw message up to about 1.1 MiB (Spark's base64, line breaks
+# included, up to MAX_RAW_B64_CHARS); a bigger one (a broker that allows bigger messages) keeps
+# its first MAX_DEAD_RAW_BYTES, so that the dead letter still fits MAX_RECORD_BYTES.
+MAX_RAW_B64_CHARS = 1_500_000
+MAX_DEAD_RAW_BYTES = 1024 * 1024
 
 
 def enriched_arrow_schema() -> pa.Schema:
@@ -140,13 +151,20 @@ def alert_records(
     return out
 
 
+def _fit_raw(raw_b64: str) -> str:
+    """The dead letter's ``raw_b64``: the whole message, or its first MAX_DEAD_RAW_BYTES."""
+    if len(raw_b64) <= MAX_RAW_B64_CHARS:
+        return raw_b64
+    return base64.b64encode(base64.b64decode(raw_b64)[:MAX_DEAD_RAW_BYTES]).decode("ascii")
+
+
 def dead_letter_records(rows: pd.DataFrame, *, seen_at: datetime) -> list[dict[str, Any]]:
     """DEAD_LETTER records (JSON-ready) for rows that failed validation."""
     seen = format_timestamp(seen_at)
     out = []
     for row in rows.itertuples(index=False):
         record = {
-            "raw_b64": row.raw_b64 or "",
+            "raw_b64": _fit_raw(row.raw_b64 or ""),
             "raw_preview": row.raw_preview,
             "reason": row.reason,
             "topic": row.kafka_topic,
@@ -172,6 +190,7 @@ class KafkaPublisher:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                "message.max.bytes": MAX_RECORD_BYTES,
                 "log_level": 3,
                 "logger": logging.getLogger("rtfd.kafka.client"),
             }
