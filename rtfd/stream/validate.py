@@ -155,6 +155,7 @@ def reason_sql(
     """One CASE expression: NULL for a valid record, else the first failing reason code."""
     whens = [
         f"WHEN __value IS NULL OR NOT __utf8 OR __json IS NULL THEN '{MALFORMED}'",
+        f"WHEN __object AND NOT __closed THEN '{MALFORMED}'",
         f"WHEN NOT __object THEN '{NOT_AN_OBJECT}'",
     ]
     for f in schema.fields:
@@ -192,6 +193,9 @@ def parse_records(
         F.expr("is_valid_utf8(__text)").alias("__utf8"),
         # A JSON text that parses and starts with "{" is an object (cheaper than its schema).
         F.expr("__text rlike '^\\\\s*[{]'").alias("__object"),
+        # try_parse_json stops after the first value and ignores what follows, so
+        # '{...} garbage' would parse: an object's text must also end with "}".
+        F.expr("__text rlike '[}]\\\\s*$'").alias("__closed"),
     )
     fields_v = parsed.select(
         "*",
