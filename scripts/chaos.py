@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     parser.add_argument("--home", type=Path, default=None, help="data dir (default: a temp dir)")
     args = parser.parse_args(argv)
+    # SIGTERM (a CI timeout, kill) takes the same path as Ctrl-C: the finally blocks stop the
+    # generator, the stream and the broker, so no JVM is left behind.
+    signal.signal(signal.SIGTERM, _terminate)
     rng = random.Random(args.seed)
     started = time.monotonic()
 
@@ -223,6 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     broker = EmbeddedKafka(settings)
     log(f"broker on {broker.bootstrap_servers}, data in {home}")
     broker.start()
+    try:
+        return _campaign(args, rng, settings, broker, home, started)
+    finally:
+        broker.stop()
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _campaign(
+    args: argparse.Namespace,
+    rng: random.Random,
+    settings: Settings,
+    broker: EmbeddedKafka,
+    home: Path,
+    started: float,
+) -> int:
     ensure_topics(broker.client_config(), topic_specs(settings))
 
     from rtfd.ml.train import ensure_bootstrap_model
@@ -242,10 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     exits = Fault("stream exited on its own (restarted by the driver)")
     try:
         stream.start()
+        generator.start()  # before the wait: a batch without rows writes no file
         log("waiting for the first batch ...")
         if wait_new_batch(settings, set(), 300) is None:
             raise SystemExit(f"the stream committed no batch in 300 s; see {stream.log_path}")
-        generator.start()
 
         for cycle in range(args.stream_kills):
             time.sleep(rng.uniform(2, 12))
@@ -316,7 +337,6 @@ def main(argv: list[str] | None = None) -> int:
     extra = len(set(counts) - want)
     alert_ids = read_topic_ids(broker.client_config(), Topics.ALERTS, "alert_id")
     alert_dups = sum(c - 1 for c in Counter(alert_ids).values() if c > 1)
-    broker.stop()
     summary: dict[str, Any] = {
         "transactions_acknowledged": len(want),
         "parquet_rows": len(stored),
