@@ -22,6 +22,7 @@ forced.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +60,11 @@ OPTIONAL_FILES = ("holdout.parquet",)
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 HISTORY = "history.json"
+# Temporary names of writes in progress: a save's directory, CURRENT's and history's new text.
+TEMP_PATTERNS = (".tmp-*", f".{CURRENT}.*", f".{HISTORY}.*")
+# A temporary left older than this belongs to a save or promotion that was killed (kill -9, a
+# power cut): it is never read, only removed, by the next save.
+STALE_TEMP_S = 3600.0
 
 # Modules whose classes a model pickle may reference; anything else is refused.
 _SAFE_MODULES = ("numpy", "sklearn", "scipy", "xgboost", "rtfd.ml.", "collections", "copyreg")
@@ -97,17 +104,35 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _write_atomic(*files: tuple[Path, bytes]) -> None:
+    """Write each ``(path, data)`` to a temporary file first, then rename them all into place:
+    a write that fails (a full disk) leaves every file as it was and no temporary behind."""
+    temps: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data in files:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in temps:
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _path in temps:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def storage_error(e: OSError, path: Path, action: str) -> RtfdError:
+    """A one-line error for a write that failed; a full disk says so and names the path."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RtfdError(
+            f"the disk holding {path} is full ({e.strerror or e}) while {action}: "
+            "free some space and try again",
+            title="Disk full",
+        )
+    return RtfdError(f"cannot write {path} while {action}: {e.strerror or e}", title="Write failed")
 
 
 def library_versions() -> dict[str, str]:
@@ -322,9 +347,17 @@ class Registry:
         holdout: pd.DataFrame | None = None,
         extra: dict[str, Any] | None = None,
     ) -> str:
-        """Write a new version (not live until promoted); returns its name."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        """Write a new version (not live until promoted); returns its name.
+
+        A failed write (a full disk) raises an RtfdError and leaves the registry as it was.
+        """
+        action = "saving a model version (the registry is unchanged)"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temps()
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        except OSError as e:
+            raise storage_error(e, self.root, action) from e
         try:
             (tmp / "model.pkl").write_bytes(pickle.dumps(model, protocol=5))
             (tmp / "preprocess_scaler.pkl").write_bytes(pickle.dumps(preprocessor, protocol=5))
@@ -357,8 +390,10 @@ class Registry:
                     if not (self.root / name).exists():
                         raise
                     # Another process took that number in the meantime: take the next one.
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise storage_error(e, self.root, action) from e
             raise
 
     def promote(self, version: str, *, force: bool = False, reason: str = "") -> str:
@@ -387,8 +422,7 @@ class Registry:
             raise ArtifactError("nothing to roll back to: no earlier promotion in history.json")
         target = history[-1]["version"]
         self.load(target)  # refuse to roll back onto a broken version
-        _write_atomic(self.root / CURRENT, f"{target}\n".encode())
-        self._write_history(history)
+        self._write_pointer(target, history)
         return target
 
     # -- helpers -----------------------------------------------------------------------------
@@ -400,6 +434,20 @@ class Registry:
             known = ", ".join(self.versions()) or "none"
             raise ArtifactError(f"model {version} does not exist (versions: {known})")
         return path
+
+    def _remove_stale_temps(self) -> None:
+        now = time.time()
+        for pattern in TEMP_PATTERNS:
+            for p in self.root.glob(pattern):
+                try:
+                    if now - p.lstat().st_mtime < STALE_TEMP_S:
+                        continue
+                    if p.is_dir():
+                        shutil.rmtree(p, ignore_errors=True)
+                    else:
+                        p.unlink(missing_ok=True)
+                except OSError:
+                    continue
 
     def _all_version_dirs(self) -> list[str]:
         return [p.name for p in self.root.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
@@ -439,8 +487,16 @@ class Registry:
                 "reason": reason,
             }
         )
-        _write_atomic(self.root / CURRENT, f"{version}\n".encode())
-        self._write_history(history)
+        self._write_pointer(version, history)
 
-    def _write_history(self, history: list[dict[str, Any]]) -> None:
-        _write_atomic(self.root / HISTORY, _canonical({"promotions": history}))
+    def _write_pointer(self, version: str, history: list[dict[str, Any]]) -> None:
+        """CURRENT and history.json, both or neither."""
+        live = self.current()
+        try:
+            _write_atomic(
+                (self.root / CURRENT, f"{version}\n".encode()),
+                (self.root / HISTORY, _canonical({"promotions": history})),
+            )
+        except OSError as e:
+            still = f"{live} stays live" if live else "no model is live"
+            raise storage_error(e, self.root, f"making {version} live ({still})") from e
