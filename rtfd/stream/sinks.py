@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtfd.errors import RtfdError
 from rtfd.schemas import ALERT, DEAD_LETTER, TRANSACTION, format_timestamp
 
 if TYPE_CHECKING:
@@ -109,12 +111,31 @@ class ParquetBatchWriter:
         for date, part in frame.groupby(dates, sort=True):
             table = pa.Table.from_pandas(part, schema=schema, preserve_index=False, safe=False)
             directory = self.root / f"{self.partition_column}={date}"
-            directory.mkdir(parents=True, exist_ok=True)
             final = directory / name
             tmp = directory / f".{name}.tmp"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, final)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                pq.write_table(table, tmp, compression="zstd")
+                os.replace(tmp, final)
+            except OSError as e:
+                # A full disk: the half-written temporary would keep the space taken (and the
+                # replay of this batch would meet a full disk again), so it goes.
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+                raise _write_error(e, self.root, batch_id) from e
         return len(frame)
+
+
+def _write_error(e: OSError, root: Path, batch_id: int) -> RtfdError:
+    """A one-line error that names the disk problem; the batch then fails and is replayed."""
+    what = f"writing batch {batch_id} to {root} (nothing of it is visible; it is retried"
+    what += " when the stream restarts)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RtfdError(
+            f"the disk is full ({e.strerror or 'no space left'}) while {what}: free some space",
+            title="Disk full",
+        )
+    return RtfdError(f"cannot write ({e.strerror or e}) while {what}", title="Write failed")
 
 
 def alert_id(transaction_id: str, model_version: str) -> str:
