@@ -317,9 +317,12 @@ class Supervisor:
     def retrain(self, *, mode: str | None = None, algo: str | None = None) -> Any:
         """Train a challenger on the enriched history and promote it if it wins (blocking).
 
-        Only one training at a time: a second call while training raises RtfdError.
+        Only one training at a time: a second call while training raises RtfdError. A
+        :meth:`stop` (the app quitting) cancels it at its next progress step, before anything
+        is saved (:class:`~rtfd.ml.train.TrainingCancelled`): quitting is prompt and leaves the
+        registry and the live model as they were.
         """
-        from rtfd.ml.train import train_model
+        from rtfd.ml.train import TrainingCancelled, train_model
 
         if not self._training.acquire(blocking=False):
             raise RtfdError("a training run is already in progress", title="Retrain")
@@ -334,11 +337,15 @@ class Supervisor:
                 mode=mode or self.settings.model_mode,
                 algo=algo or self.settings.model_algo,
                 progress=progress,
+                should_stop=self._stop.is_set,
             )
             self._set("model", State.RUNNING, self.model_summary())
             verdict = "promoted" if getattr(result, "promoted", False) else "kept the champion"
             self._emit(Notice("information", f"trained {result.version}: {verdict}"))
             return result
+        except TrainingCancelled as e:
+            self._emit(Notice("warning", f"retraining cancelled: {e.message}"))
+            raise
         except RtfdError as e:
             self._emit(Notice("error", f"retraining failed: {e.message}"))
             raise

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from rtfd.errors import ConfigError, DataError
+from rtfd.errors import ConfigError, DataError, RtfdError
 from rtfd.features.names import FEATURE_NAMES
 from rtfd.ml.progress import Progress, no_progress, scaled
 
@@ -44,6 +45,12 @@ log = logging.getLogger(__name__)
 
 # Fewer matured frauds than this in the served history and training falls back to simulation.
 MIN_SERVED_FRAUDS = 50
+
+
+class TrainingCancelled(RtfdError):
+    """Training was stopped (the app quit) before its model was saved: nothing was written."""
+
+    title = "Training cancelled"
 
 
 def resolve_mode_algo(
@@ -271,13 +278,30 @@ def train_model(
     promote: bool = True,
     force: bool = False,
     progress: Progress = no_progress,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train, register and (champion/challenger permitting) promote a model."""
+    """Train, register and (champion/challenger permitting) promote a model.
+
+    ``should_stop`` is asked at every progress step until the model is saved; when it says yes,
+    :class:`TrainingCancelled` is raised and the registry is left untouched. Once saving has
+    begun the run completes (the save is atomic and takes a moment), so a stop never leaves a
+    half-registered version.
+    """
     from rtfd.features.kernel import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
     from rtfd.ml.registry import PromotionRefused, Registry
 
     started = time.monotonic()
+    report = progress
+
+    def checked(message: str, fraction: float | None) -> None:
+        if should_stop is not None and should_stop():
+            raise TrainingCancelled(
+                "training was stopped before its model was saved; the registry is unchanged"
+            )
+        report(message, fraction)
+
+    progress = checked
     mode, algo = resolve_mode_algo(
         mode, algo, default_mode=settings.model_mode, default_algo=settings.model_algo
     )
@@ -309,6 +333,7 @@ def train_model(
     holdout_cols = [*FEATURE_NAMES, "label", "timestamp"]
     holdout = validation[holdout_cols].iloc[-HOLDOUT_MAX_ROWS:].reset_index(drop=True)
     progress("saving the model version", 0.92)
+    progress = report  # from here on the run completes: no half-registered version
     registry = Registry(settings.models_dir)
     version = registry.save(
         model=fitted.model,
