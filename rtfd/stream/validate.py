@@ -15,6 +15,10 @@ Two deliberate differences from :meth:`RecordSchema.validate`:
   (exactly-once output depends on it).
 * JSON that Python's ``json`` module tolerates but the JSON standard does not (``NaN``, duplicate
   keys) is ``malformed_json`` here.
+
+And one leniency: ``try_parse_json`` reads the first JSON value and ignores what follows. An
+object's text must end with ``}`` (so trailing bytes are ``malformed_json``), but two complete
+objects back to back pass: the first is validated and used (docs/bad-input.md).
 """
 
 from __future__ import annotations
