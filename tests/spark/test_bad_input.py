@@ -80,8 +80,12 @@ def _tx(tx_id: str, when: datetime, **over: Any) -> dict[str, Any]:
 _DROP = object()
 
 
-def build_cases(run: str, now: datetime) -> list[Case]:
-    """The catalogue. ``run`` makes transaction ids unique per test run; ``now`` dates them."""
+def build_cases(
+    run: str, now: datetime, *, same_bucket: str = "user-a", other_bucket: str = "user-b"
+) -> list[Case]:
+    """The catalogue. ``run`` makes transaction ids unique per test run; ``now`` dates them;
+    ``same_bucket`` and ``other_bucket`` are user ids whose state bucket is (is not) the one of
+    the duplicated transaction's user (:func:`dup_user`)."""
     when = now - timedelta(seconds=5)
     cases: list[Case] = []
 
@@ -180,20 +184,41 @@ def build_cases(run: str, now: datetime) -> list[Case]:
             None,
         )
     )
-    # -- duplicates: the same message twice (a producer retry); the same id from another user
-    dup = json.dumps(_tx(f"{run}-dup", when)).encode()
-    cases.append(Case("duplicate transaction_id (first copy)", dup, ACCEPTED, f"{run}-dup"))
-    cases.append(Case("duplicate transaction_id (second copy)", dup, DUPLICATE, f"{run}-dup"))
-    other = _tx(f"{run}-dup", when, user_id=f"user-{run}-someone-else")
-    cases.append(
-        Case(
-            "duplicate transaction_id from another user",
-            json.dumps(other).encode(),
-            ACCEPTED,
-            f"{run}-dup",
-        )
-    )
+    # -- duplicates: the same message twice (a producer retry); the same id from other users
+    tx_id = f"{run}-dup"
+    dup = json.dumps(_tx(tx_id, when)).encode()
+    cases.append(Case("duplicate transaction_id (first copy)", dup, ACCEPTED, tx_id))
+    cases.append(Case("duplicate transaction_id (second copy)", dup, DUPLICATE, tx_id))
+    for name, user, expect in (
+        ("duplicate transaction_id from another user in the same bucket", same_bucket, DUPLICATE),
+        ("duplicate transaction_id from a user in another bucket", other_bucket, ACCEPTED),
+    ):
+        cases.append(Case(name, json.dumps(_tx(tx_id, when, user_id=user)).encode(), expect, tx_id))
     return cases
+
+
+def dup_user(run: str) -> str:
+    """The user of the duplicated transaction (``user-<transaction_id>``)."""
+    return f"user-{run}-dup"
+
+
+def bucket_users(run: str, buckets: int) -> tuple[str, str]:
+    """Two user ids: one in the state bucket of :func:`dup_user`, one in another bucket.
+
+    The bucket is ``pmod(xxhash64(user_id), B)`` (rtfd.stream.state.apply_user_state), computed
+    by the stream's own Spark session.
+    """
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    candidates = [f"user-{run}-other-{i}" for i in range(256)]
+    users = [dup_user(run), *candidates]
+    df = spark.createDataFrame([(u,) for u in users], "user_id string")
+    index = [int(r[0]) for r in df.selectExpr(f"pmod(xxhash64(user_id), {buckets})").collect()]
+    same = [u for u, b in zip(candidates, index[1:], strict=True) if b == index[0]]
+    other = [u for u, b in zip(candidates, index[1:], strict=True) if b != index[0]]
+    assert same and other, "256 users in one bucket: is the bucket still a hash of user_id?"
+    return same[0], other[0]
 
 
 @dataclass
@@ -310,7 +335,8 @@ class Catalogue:
 @pytest.fixture(scope="module")
 def catalogue(stream: Stream) -> Catalogue:
     run = f"bi{uuid.uuid4().hex[:8]}"
-    cases = build_cases(run, datetime.now(UTC))
+    same, other = bucket_users(run, stream.settings.stream_state_buckets)
+    cases = build_cases(run, datetime.now(UTC), same_bucket=same, other_bucket=other)
     delivered = stream.produce(cases)
     totals = stream.wait_processed(len(cases))
     dead = {
