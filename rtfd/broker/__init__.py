@@ -6,11 +6,17 @@ a broker goes through :func:`make_broker`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rtfd.broker.base import Broker
     from rtfd.config import Settings
+
+# librdkafka writes its own log (connection refused while a broker restarts...) straight to
+# stderr, which lands on the TUI's screen. Every client gets this logger instead, so the lines go
+# to rtfd's log file (they are forwarded when the client polls).
+KAFKA_LOG = logging.getLogger("rtfd.kafka")
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -20,9 +26,14 @@ def bootstrap_servers(settings: Settings) -> str:
     return f"127.0.0.1:{settings.broker_port}"
 
 
-def client_config(settings: Settings) -> dict[str, str]:
-    """librdkafka settings for any rtfd client: bootstrap servers plus pass-through properties."""
-    return {"bootstrap.servers": bootstrap_servers(settings), **settings.client}
+def client_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka settings for any rtfd client: bootstrap servers plus pass-through properties,
+    and the client's own log routed to rtfd's log (:data:`KAFKA_LOG`)."""
+    return {
+        "bootstrap.servers": bootstrap_servers(settings),
+        **settings.client,
+        "logger": KAFKA_LOG,
+    }
 
 
 def resolve_backend(settings: Settings) -> str:

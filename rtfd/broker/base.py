@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
@@ -68,6 +68,12 @@ class Broker(ABC):
         topics = describe_topics(self.client_config()) if running else ()
         return BrokerStatus(self.name, self.bootstrap_servers, running, topics=tuple(topics))
 
-    def client_config(self) -> dict[str, str]:
+    def client_config(self) -> dict[str, Any]:
         """librdkafka settings to reach this broker (bootstrap plus pass-through security)."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.settings.client}
+        from rtfd.broker import KAFKA_LOG
+
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            **self.settings.client,
+            "logger": KAFKA_LOG,
+        }
