@@ -1,17 +1,22 @@
 """Benchmarks: ``just bench`` measures rtfd and rewrites docs/benchmarks.md and .json.
 
-Every figure is the median of ``--runs`` runs (default 3) with min and max, measured in one run of
-this script on this machine, so ratios compare like with like. Sections that need components not
-yet built are reported as skipped rather than guessed.
+Every figure is the median of ``--runs`` runs (default 3), or of three time windows of one run,
+with min and max, all measured in one run of this script on this machine against one embedded
+broker, so ratios compare like with like. A section that fails is reported as failed; the others
+still run.
 
-Sections:
-  machine     cores, CPU model, memory, versions
+Sections (in order; the time budget of a full run on 2 cores in brackets, 20 minutes in all):
   broker      raw produce / consume rate of the broker (confluent-kafka, 200-byte messages)
-  producer    the simulator's producer (simulated transactions, idempotent, acks=all)
-  offline     offline history generation (tx/min)
-  kernel      feature kernel rows/s (offline batch path, one core)
-  scoring     model scoring rows/s per algorithm
-  stream      end-to-end sustained rate, latency at fixed rates, baseline, limit, memory
+  components  producer, feature kernel, scoring per algorithm, stateful operator alone,
+              Parquet sink (scripts/bench_components.py)
+  limit       the same work without Spark: one consumer, the kernel and the model in one
+              process (scripts/bench_limit.py)
+  naive       a naive Spark pipeline (per-batch toPandas, features from the batch alone)
+              (scripts/bench_naive.py)
+  stream      the appliance's stream: drain rate, latency at 500 / 1,000 / 5,000 tx/s, the
+              sustained rate, memory, where the time goes (scripts/bench_stream.py)
+
+``--quick`` shrinks every size and duration (a few minutes; for development, not for figures).
 """
 
 from __future__ import annotations
@@ -54,8 +59,8 @@ class Figure:
         if not self.values:
             return f"| {self.name} | — | — | — | {self.unit} | {self.note or 'not measured'} |"
         return (
-            f"| {self.name} | {self.median:,.1f} | {min(self.values):,.1f} | "
-            f"{max(self.values):,.1f} | {self.unit} | {self.note} |"
+            f"| {self.name} | {_number(self.median)} | {_number(min(self.values))} | "
+            f"{_number(max(self.values))} | {self.unit} | {self.note} |"
         )
 
 
@@ -66,10 +71,18 @@ class Report:
     sections: dict[str, list[Figure]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    # What a later step needs from an earlier section, by key (e.g. the limit's drain rate).
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def add(self, section: str, fig: Figure) -> Figure:
         self.sections.setdefault(section, []).append(fig)
         return fig
+
+    def figure(self, section: str, name: str, unit: str, note: str = "") -> Figure:
+        """A new, empty figure of ``section`` (added to the report now)."""
+        return self.add(section, Figure(name, unit, note=note))
 
 
 def machine_info() -> dict[str, Any]:
@@ -161,8 +174,6 @@ def bench_broker(report: Report, settings: Any, runs: int) -> None:
         consumer.close()
         return got / elapsed
 
-    for _ in range(runs):
-        report.sections.setdefault("broker", [])
     prod = report.add("broker", Figure("raw produce (200 B, idempotent, acks=all)", "msg/s"))
     cons = report.add("broker", Figure("raw consume (one consumer)", "msg/s"))
     for _ in range(runs):
@@ -171,17 +182,25 @@ def bench_broker(report: Report, settings: Any, runs: int) -> None:
 
 
 SECTIONS: dict[str, Callable[[Report, Any, int], None]] = {"broker": bench_broker}
+BUDGET_S: dict[str, float] = {"broker": 30}
+FINALIZERS: list[Callable[[Report], None]] = []
 
 
 def load_optional_sections() -> None:
-    """Sections that live in scripts/bench_*.py modules, added as components land."""
+    """Sections that live in scripts/bench_*.py modules: ``SECTIONS`` (name -> function),
+    ``BUDGET_S`` (name -> seconds a full run may take) and ``finalize(report)`` (run after every
+    section, to derive figures across sections)."""
     for path in sorted((ROOT / "scripts").glob("bench_*.py")):
         module = __import__(path.stem)
         SECTIONS.update(getattr(module, "SECTIONS", {}))
+        BUDGET_S.update(getattr(module, "BUDGET_S", {}))
+        if hasattr(module, "finalize"):
+            FINALIZERS.append(module.finalize)
 
 
 # -- report ------------------------------------------------------------------------------------
 def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed_s: float) -> None:
+    quick = bool(report.options.get("quick"))
     lines = [
         "# Benchmarks",
         "",
@@ -192,13 +211,15 @@ def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed
         "## Machine",
         "",
         *(f"- {k}: {v}" for k, v in machine.items()),
-        f"- benchmark wall time: {elapsed_s / 60:.1f} min",
+        f"- benchmark wall time: {elapsed_s / 60:.1f} min"
+        + (" (`--quick`: development sizes, not figures to quote)" if quick else ""),
+        "- time per section: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items()),
         "",
     ]
     if report.summary:
         lines += ["## Headline", "", "| key | value |", "|---|---|"]
         lines += [
-            f"| `{k}` | {v:,.3f} |" if isinstance(v, float) else f"| `{k}` | {v} |"
+            f"| `{k}` | {_number(v)} |" if isinstance(v, float) else f"| `{k}` | {v} |"
             for k, v in report.summary.items()
         ]
         lines.append("")
@@ -215,8 +236,10 @@ def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "benchmarks.md").write_text("\n".join(lines), encoding="utf-8")
     data = {
-        **report.summary,
+        **{k: _json_number(v) for k, v in report.summary.items()},
+        "quick": quick,
         "machine": machine,
+        "seconds_per_section": {k: round(v, 1) for k, v in report.timings.items()},
         "figures": {
             s: {
                 f.name: {
@@ -235,6 +258,20 @@ def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed
     (out_dir / "benchmarks.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+def _number(v: float) -> str:
+    """Enough digits to read, no false precision."""
+    if v != v:  # NaN: not measured
+        return "—"
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:,.1f}" if abs(v) >= 10 else f"{v:,.2f}"
+
+
+def _json_number(v: Any) -> Any:
+    """NaN is not JSON: a figure that could not be measured is null."""
+    return None if isinstance(v, float) and v != v else v
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -242,45 +279,92 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="sections to run (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
+    parser.add_argument("--quick", action="store_true", help="small sizes, short runs (dev)")
+    parser.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT",
+        help="use this running broker instead of starting an embedded one (dev)",
+    )
     args = parser.parse_args(argv)
 
     load_optional_sections()
-    from rtfd.broker.kafka import EmbeddedKafka
+    unknown = sorted(set(args.only or []) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     from rtfd.config import load_settings
+    from rtfd.logs import setup_logging
     from rtfd.sysinfo import free_port
 
     home = Path(tempfile.mkdtemp(prefix="rtfd-bench-"))
-    settings = load_settings(
-        {
-            "home": str(home),
-            "broker_backend": "kafka",
-            "broker_port": free_port(),
-            "broker_controller_port": free_port(),
-            "broker_heap_mb": 1024,
-        },
-    )
+    overrides: dict[str, Any] = {"home": str(home), "log_level": "INFO"}
+    if args.bootstrap:
+        overrides.update(broker_backend="external", broker_bootstrap_servers=args.bootstrap)
+    else:
+        overrides.update(
+            broker_backend="kafka",
+            broker_port=free_port(),
+            broker_controller_port=free_port(),
+            broker_heap_mb=1024,
+        )
+    # No config file and no RTFD_* variables: the figures must not depend on the user's setup.
+    environ = {k: v for k, v in os.environ.items() if k == "RTFD_CACHE_DIR"}
+    environ["RTFD_CONFIG"] = str(home / "none.toml")
+    settings = load_settings(overrides, environ=environ)
+    setup_logging(settings, console=False)
     started = time.perf_counter()
     machine = machine_info()
-    report = Report()
-    broker = EmbeddedKafka(settings)
-    print(f"bench: starting the embedded broker on {broker.bootstrap_servers}", flush=True)
-    broker.start()
+    report = Report(options={"quick": args.quick})
+    chosen = [name for name in SECTIONS if not args.only or name in args.only]
+    budget = sum(BUDGET_S.get(n, 0) for n in chosen)
+    print(
+        f"bench: sections {', '.join(chosen)}; budget of a full run {budget / 60:.1f} min "
+        f"({', '.join(f'{n} {BUDGET_S.get(n, 0):.0f} s' for n in chosen)}); logs in "
+        f"{settings.log_file}",
+        flush=True,
+    )
+    broker: Any = None
+    if not args.bootstrap:
+        from rtfd.broker.kafka import EmbeddedKafka
+
+        broker = EmbeddedKafka(settings)
+        print(f"bench: starting the embedded broker on {broker.bootstrap_servers}", flush=True)
+        t0 = time.perf_counter()
+        broker.start()
+        report.timings["broker start"] = time.perf_counter() - t0
     try:
-        for name, fn in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
+        for name in chosen:
             print(f"bench: {name} ...", flush=True)
             t0 = time.perf_counter()
             try:
-                fn(report, settings, args.runs)
+                SECTIONS[name](report, settings, args.runs)
             except Exception as e:  # one broken section must not lose the others' figures
                 traceback.print_exc()
                 report.notes[name] = f"**failed**: {type(e).__name__}: {e}"
-            print(f"bench: {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+            took = time.perf_counter() - t0
+            report.timings[name] = took
+            print(
+                f"bench: {name} done in {took:.0f} s (budget {BUDGET_S.get(name, 0):.0f} s)",
+                flush=True,
+            )
+        for fn in FINALIZERS:
+            try:
+                fn(report)
+            except Exception as e:
+                traceback.print_exc()
+                report.notes["summary"] = f"**failed**: {type(e).__name__}: {e}"
     finally:
-        broker.stop()
-    write_report(report, machine, args.out, time.perf_counter() - started)
-    print(f"bench: wrote {args.out / 'benchmarks.md'}", flush=True)
+        if broker is not None:
+            broker.stop()
+    elapsed = time.perf_counter() - started
+    write_report(report, machine, args.out, elapsed)
+    print(
+        f"bench: wrote {args.out / 'benchmarks.md'} in {elapsed / 60:.1f} min: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items()),
+        flush=True,
+    )
+    for key, value in report.summary.items():
+        print(f"bench:   {key} = {value}", flush=True)
     return 0
 
 
