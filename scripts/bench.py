@@ -5,16 +5,18 @@ with min and max, all measured in one run of this script on this machine against
 broker, so ratios compare like with like. A section that fails is reported as failed; the others
 still run.
 
-Sections (in order; the time budget of a full run on 2 cores in brackets, 20 minutes in all):
-  broker      raw produce / consume rate of the broker (confluent-kafka, 200-byte messages)
-  components  producer, feature kernel, scoring per algorithm, stateful operator alone,
+Sections, in order, with the time budget of a full run on 2 cores (about 17 minutes with the
+broker's start; each section prints its elapsed time against its budget):
+  broker      (30 s) raw produce / consume rate of the broker (confluent-kafka, 200 B messages)
+  components  (90 s) producer, feature kernel, scoring per algorithm, stateful operator alone,
               Parquet sink (scripts/bench_components.py)
-  limit       the same work without Spark: one consumer, the kernel and the model in one
+  limit       (45 s) the same work without Spark: one consumer, the kernel and the model in one
               process (scripts/bench_limit.py)
-  naive       a naive Spark pipeline (per-batch toPandas, features from the batch alone)
-              (scripts/bench_naive.py)
-  stream      the appliance's stream: drain rate, latency at 500 / 1,000 / 5,000 tx/s, the
-              sustained rate, memory, where the time goes (scripts/bench_stream.py)
+  naive       (3 min) a naive Spark pipeline (per-batch toPandas, features from the batch
+              alone): drain rate, latency at 1,000 tx/s (scripts/bench_naive.py)
+  stream      (11 min) the appliance's stream: drain rate, latency at 500 / 1,000 / 5,000 tx/s,
+              the sustained rate (3 x 1 min), memory, where the time goes
+              (scripts/bench_stream.py); then the headline keys and the goals
 
 ``--quick`` shrinks every size and duration (a few minutes; for development, not for figures).
 """

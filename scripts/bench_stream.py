@@ -13,8 +13,9 @@ model. In order:
    the alerts topic (the alert's Kafka timestamp): per-row p50 / p95 / p99, in three windows;
 3. **sustained**: 80 % of the median drain rate for three one-minute windows (after a warm-up);
    a window holds when the stream processed at least 97 % of the input and the Kafka lag did
-   not grow (its slope under 2 % of the rate). If lag grows, the rate steps down once (to 90 %
-   of the processing rate measured) and is tried again;
+   not grow (its slope under 2 % of the rate). A try ends early when a window's lag grows by
+   more than 5 % of the rate. If lag grows, the rate steps down once (to the lower of 80 % of
+   the rate and 90 % of the processing rate measured) and is tried again;
 4. **memory**: peak RSS of the driver (this process), the JVM and Spark's Python workers,
    sampled every second over the whole section; the state size per 10,000 users from Spark's
    state-store metrics.
@@ -59,9 +60,7 @@ GENERATOR_MAX = 40_000.0  # tx/s one generator process can send on this kind of 
 KEEP_UP = 0.97  # a window holds when processed >= this share of the input ...
 LAG_SLOPE = 0.02  # ... and the lag grew by less than this share of the input rate
 CATCH_UP_S = 60.0
-ABORT_SLOPE = (
-    0.05  # a first window whose lag grows faster than this share of the input ends the try
-)
+ABORT_SLOPE = 0.05  # a window whose lag grows faster than this share of the input ends a try
 
 
 @dataclass
