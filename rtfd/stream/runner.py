@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -426,7 +427,11 @@ class StreamRunner:
         with self._lock:
             if self._state.phase == "failed":
                 return  # the other query, stopped by the clean-up: keep the first reason
-        first = (error or "stopped").strip().splitlines()[0][:300]
+        # An error raised in foreachBatch reaches here wrapped in py4j's "An exception was raised
+        # by the Python Proxy" and a traceback: show rtfd's own one-line message when there is one.
+        raised = re.findall(r"^rtfd\.errors\.\w+: (.+)$", error or "", re.M)
+        text = raised[-1] if raised else (error or "stopped").strip().splitlines()[0]
+        first = text.strip()[:300]
         log.error("query %s terminated: %s", name, error)
         self._set_state("failed", f"{name} query stopped: {first}")
         self._cleanup_after_failure()

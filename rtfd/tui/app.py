@@ -674,7 +674,7 @@ def run_app(settings: Settings, *, with_stream: bool = True, with_generator: boo
                 # The app ended some other way (a crash, a forced exit, a late start-up step).
                 supervisor.stop(timeout=STOP_TIMEOUT_S)
             if supervisor.training:
-                print("rtfd: waiting for the model in training to be saved…", file=sys.stderr)
+                print("rtfd: waiting for the training to stop…", file=sys.stderr)
             loop.run_until_complete(loop.shutdown_default_executor())
             log.info("worker threads finished")
         finally:

@@ -19,7 +19,13 @@ import pytest
 
 from rtfd.config import Settings
 from tests.spark.conftest import spark_settings
-from tests.spark.helpers import consume_all, count_rows, read_enriched, wait_for
+from tests.spark.helpers import (
+    consume_all,
+    count_rows,
+    listening_sockets,
+    read_enriched,
+    wait_for,
+)
 
 pytestmark = pytest.mark.spark
 
@@ -231,6 +237,31 @@ def test_a_promoted_model_is_used_by_later_batches_without_restart(stream: Strea
     assert len(later) == len(ids)
     assert set(later["model_version"]) == {new}
     assert stream.runner.state.phase == "running"
+
+
+def test_every_port_the_stream_opens_listens_on_loopback_only(stream: Stream) -> None:
+    """The JVM (driver, block manager, py4j gateway) and the Python workers: nothing may be
+    reachable from another machine."""
+    import ipaddress
+
+    from rtfd.stream.procs import checkpoint_tag, tagged_processes
+    from rtfd.stream.session import TAG_ENV
+
+    tag = checkpoint_tag(stream.settings.checkpoints_dir)
+    pids = set(tagged_processes(tag, TAG_ENV))
+    handle = stream.runner._handle
+    if handle is not None and handle.jvm_pid:
+        pids.add(handle.jvm_pid)
+    sockets = listening_sockets(pids)
+    assert sockets, f"no listening socket found for the stream's processes {sorted(pids)}"
+
+    def loopback(ip: str) -> bool:
+        addr = ipaddress.ip_address(ip)
+        mapped = getattr(addr, "ipv4_mapped", None)
+        return addr.is_loopback or (mapped is not None and mapped.is_loopback)
+
+    exposed = [(ip, port) for ip, port in sockets if not loopback(ip)]
+    assert not exposed, f"listening beyond loopback: {exposed} (all: {sockets})"
 
 
 def test_after_a_query_failure_the_same_runner_restarts_on_its_checkpoint(stream: Stream) -> None:
