@@ -271,7 +271,12 @@ def blast(settings: Any, topic: str, path: Path) -> float:
 
     from rtfd.broker import client_config
 
-    config = {**client_config(settings), **PRODUCER_CONFIG}
+    # Only plain properties cross the process boundary (client_config also carries a logger).
+    config = {
+        k: v
+        for k, v in {**client_config(settings), **PRODUCER_CONFIG}.items()
+        if isinstance(v, str | int | float | bool)
+    }
     t0 = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", _BLAST, json.dumps(config), topic, str(path)],
