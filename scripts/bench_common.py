@@ -374,7 +374,8 @@ def read_range(
     deadline = time.monotonic() + 120
     try:
         while any(got[p] < wanted[p] for p in wanted) and time.monotonic() < deadline:
-            for msg in consumer.consume(50_000, timeout=1.0):
+            left = sum(wanted[p] - got[p] for p in wanted)
+            for msg in consumer.consume(min(50_000, left), timeout=1.0):
                 if msg.error() is not None:
                     continue
                 p = msg.partition()

@@ -287,7 +287,9 @@ class LimitPipeline:
             while seen < n:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"limit: {seen:,} of {n:,} messages after {timeout:.0f} s")
-                msgs = [m for m in consumer.consume(CHUNK, timeout=0.5) if m.error() is None]
+                # Never ask for more than is left: consume() waits its timeout for a full chunk.
+                ask = min(CHUNK, n - seen)
+                msgs = [m for m in consumer.consume(ask, timeout=0.5) if m.error() is None]
                 if msgs:
                     self.process(msgs)
                     seen += len(msgs)
