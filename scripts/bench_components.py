@@ -27,6 +27,7 @@ import numpy as np
 from bench_common import ALGOS, bench_models, create_topics, scale_of, sub_settings, unique_prefix
 
 SECTION = "components"
+ALGO_NAMES = {"xgboost": "XGBoost", "logreg": "logistic regression", "iforest": "isolation forest"}
 
 
 def _history(settings: Any, rows: int) -> Any:
@@ -141,7 +142,7 @@ def bench_components(report: Any, settings: Any, runs: int) -> None:
                 model.score(features.iloc[part])
 
         timed(
-            f"scoring {algo} ({model.mode}, vectorised)",
+            f"scoring, {ALGO_NAMES.get(algo, algo)} ({model.mode}, vectorised)",
             f"{len(features):,} rows in {b:,}-row batches; trained in "
             f"{train_s[algo]:.1f} s on a {scale.history_days:g}-day history",
             len(features),

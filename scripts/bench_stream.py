@@ -415,22 +415,27 @@ class StreamBench:
                 SECTION,
                 "state size per 10,000 users (state store memory)",
                 "MB",
-                note=f"{users:,} users in state; Spark's memoryUsedBytes {mem / 1e6:,.1f} MB",
+                note=f"{users:,} users in state; Spark's memoryUsedBytes {mem / 1e6:,.1f} MB "
+                "(the versions the store keeps in memory)",
             )
             f_state.values = [mem / users * 10_000 / 1e6]
         if users:
             custom: dict[str, Any] = {}
             for op in last.get("stateOperators") or []:
                 custom.update(op.get("customMetrics") or {})
-            sst = custom.get("rocksdbSstFileSize")
-            if sst:
-                f_sst = self.report.figure(
-                    SECTION,
-                    "state size per 10,000 users (RocksDB SST files)",
-                    "MB",
-                    note=f"{int(sst) / 1e6:,.1f} MB of SST files for {users:,} users",
-                )
-                f_sst.values = [int(sst) / users * 10_000 / 1e6]
+            for key, what in (
+                ("stateOnCurrentVersionSizeBytes", "the current state version"),
+                ("rocksdbSstFileSize", "RocksDB SST files"),
+            ):
+                size = int(custom.get(key) or 0)
+                if size:
+                    fig_size = self.report.figure(
+                        SECTION,
+                        f"state size per 10,000 users ({what})",
+                        "MB",
+                        note=f"{size / 1e6:,.1f} MB for {users:,} users (Spark's {key})",
+                    )
+                    fig_size.values = [size / users * 10_000 / 1e6]
 
     # -- where the time goes -----------------------------------------------------------------
     def breakdowns(self) -> None:
