@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
     parser.add_argument("--quick", action="store_true", help="small sizes, short runs (dev)")
     parser.add_argument(
+        "--keep", action="store_true", help="keep the run's data (topics, Parquet), not only logs"
+    )
+    parser.add_argument(
         "--bootstrap",
         default=None,
         metavar="HOST:PORT",
@@ -360,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if broker is not None:
             broker.stop()
+        if not args.keep:
+            remove_data(home)
     elapsed = time.perf_counter() - started
     write_report(report, machine, args.out, elapsed)
     print(
@@ -369,7 +374,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     for key, value in report.summary.items():
         print(f"bench:   {key} = {value}", flush=True)
+    print(f"bench: logs in {home}" + ("" if args.keep else " (data removed; --keep keeps it)"))
     return 0
+
+
+def remove_data(home: Path) -> None:
+    """Delete a run's data (broker log segments, Parquet, checkpoints: a full run writes over a
+    gigabyte) but keep every ``logs`` directory, to read after the run."""
+    import shutil
+
+    for top in home.iterdir():
+        if top.name == "logs":
+            continue
+        if top.is_dir() and (top / "logs").is_dir():
+            for child in top.iterdir():
+                if child.name == "logs":
+                    continue
+                if child.is_dir():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink()
+        elif top.is_dir():
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            top.unlink()
 
 
 if __name__ == "__main__":
