@@ -36,8 +36,6 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("rtfd.bench")
-
 
 # -- sizes -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -112,17 +110,6 @@ def sub_settings(settings: Any, name: str, **overrides: Any) -> Any:
         broker_bootstrap_servers=bootstrap_servers(settings),
         **overrides,
     )
-
-
-def fmt_rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def median_min_max(values: list[float]) -> str:
-    """``median (min–max)`` of a list of numbers."""
-    if not values:
-        return "—"
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
 
 
 # -- models ----------------------------------------------------------------------------------------
@@ -602,10 +589,6 @@ class LoadGenerator:
             return self.log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
         return ""
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds of the generator so far (0 once it has been reaped)."""
-        return proc_cpu_seconds(self.proc.pid)
-
 
 # -- processes and memory --------------------------------------------------------------------------
 def rss_mb(pid: int) -> float:
@@ -617,14 +600,6 @@ def rss_mb(pid: int) -> float:
     except (OSError, ValueError):
         pass
     return 0.0
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 @dataclass
