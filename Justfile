@@ -61,8 +61,8 @@ fmt: install
     {{bin}}/ruff check --fix rtfd tests scripts
 
 # Run the benchmarks and rewrite docs/benchmarks.md
-bench: install
-    {{bin}}/python scripts/bench.py
+bench *args: install
+    {{bin}}/python scripts/bench.py {{args}}
 
 # Check the machine (Python, Java, Docker, ports, dirs, cached jars)
 doctor: install

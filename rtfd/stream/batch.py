@@ -282,6 +282,7 @@ class TransactionSink:
         for step, at in marks.items():
             steps.append(f"{step} {1000 * (at - last):.0f}")
             last = at
+        # scripts/bench_common.py (SinkSteps) reads this line's arguments: keep their order.
         log.info(
             "batch %d sink: %d rows, %d alerts, %d dead, %.0f ms (%s ms)",
             batch_id,
