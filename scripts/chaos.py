@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from rtfd.broker.admin import ensure_topics, topic_specs  # noqa: E402
 from rtfd.broker.kafka import EmbeddedKafka, PidRecord  # noqa: E402
 from rtfd.config import Settings, load_settings  # noqa: E402
+from rtfd.logs import setup_logging  # noqa: E402
 from rtfd.schemas import Topics  # noqa: E402
 from rtfd.sysinfo import free_port, pid_alive  # noqa: E402
 
@@ -223,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     settings.ensure_dirs()
+    # Client logs (librdkafka's "connection refused" while the broker is down) go to the log
+    # file, not between the campaign's lines.
+    setup_logging(settings, console=False)
     broker = EmbeddedKafka(settings)
     log(f"broker on {broker.bootstrap_servers}, data in {home}")
     broker.start()
