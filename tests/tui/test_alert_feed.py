@@ -47,14 +47,18 @@ class Collector:
         with self.lock:
             self.states.append((ok, detail))
 
-    def wait(self, predicate: Any, what: str, timeout: float = 30.0) -> None:
+    # 90 s: in one full-suite run on a loaded 2-core machine the backfill did not arrive within
+    # 30 s of the assignment (it passes in 16 s alone); the cause is not understood yet.
+    def wait(self, predicate: Any, what: str, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
                 if predicate():
                     return
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}: {self.states}")
+        raise AssertionError(
+            f"timed out waiting for {what}: {self.states}, {len(self.alerts)} alert(s) so far"
+        )
 
 
 def test_feed_backfills_a_little_then_tails_new_alerts(
