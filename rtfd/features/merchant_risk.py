@@ -318,10 +318,10 @@ def refresh_from_parquet(
         "lo": lo_ms,
         "hi": hi_ms,
         "period": period_ms,
-        "as_of": as_of_ms,
     }
-    if labels:
+    if labels:  # DuckDB refuses parameters the SQL does not use: only with the labels' CTE
         params["labels"] = labels
+        params["as_of"] = as_of_ms
     con = duckdb.connect()
     try:
         agg = con.execute(sql, params).df()

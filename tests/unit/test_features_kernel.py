@@ -293,6 +293,12 @@ def test_refresh_from_parquet_reads_labels_and_enriched_with_duckdb(tmp_path) ->
         out = settings.enriched_dir / f"event_date={date}"
         out.mkdir(parents=True)
         part[["transaction_id", "merchant_id", "timestamp"]].to_parquet(out / "part-0.parquet")
+    now = T0 + timedelta(days=30, minutes=10)
+    # Scored rows but no label yet (a fresh appliance, a restart before the first chargeback):
+    # every merchant looks neutral, and the refresh must not fail (it once passed DuckDB a
+    # parameter the label-less SQL does not use, and the stream could not start).
+    unlabelled = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
+    assert len(unlabelled) > 0
     fraud = history[history["label"] == 1]
     labels = pd.DataFrame(
         {
@@ -304,7 +310,6 @@ def test_refresh_from_parquet_reads_labels_and_enriched_with_duckdb(tmp_path) ->
     )
     settings.labels_dir.mkdir(parents=True)
     labels.to_parquet(settings.labels_dir / "labels.parquet")
-    now = T0 + timedelta(days=30, minutes=10)
     table = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
     expected = point_in_time(history, label_delay_s=86_400)
     at = pd.Series([now] * 2)
