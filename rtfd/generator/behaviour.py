@@ -170,6 +170,23 @@ class TripState:
             np.zeros(n_users),
         )
 
+    @property
+    def n_users(self) -> int:
+        return len(self.city)
+
+    def extended(self, n_users: int) -> TripState:
+        """A copy with room for ``n_users`` (the new users have never travelled)."""
+        more = TripState.empty(n_users - self.n_users)
+        return TripState(
+            *(np.concatenate([getattr(self, f.name), getattr(more, f.name)]) for f in fields(self))
+        )
+
+    def view(self, start: int, stop: int | None = None) -> TripState:
+        """Users ``start`` to ``stop`` (or the first ``start`` users), sharing the arrays: a
+        trip started through the view is the user's trip."""
+        lo, hi = (0, start) if stop is None else (start, stop)
+        return TripState(*(getattr(self, f.name)[lo:hi] for f in fields(self)))
+
     def phase(self, users: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(away, in_transit) masks for each (user, time)."""
         c, s, e, tr = self.city[users], self.start[users], self.end[users], self.transit[users]

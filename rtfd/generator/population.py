@@ -13,7 +13,11 @@ popularity that weights how often people pick it.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +61,7 @@ CAT_CHANNEL = np.array([c.channel for c in CATEGORIES], dtype=np.int8)
 CAT_MULT = np.array([c.amount_mult for c in CATEGORIES])
 N_CAT = len(CATEGORIES)
 MAX_USUAL = 15
+RATE_CLIP = (0.1, 30.0)  # base purchases per day, a card's bounds
 ONLINE_SHARE_OF_MERCHANTS = 0.12
 
 
@@ -113,6 +118,12 @@ class Population:
     @property
     def n_users(self) -> int:
         return len(self.user_ids)
+
+    def cards(self, start: int, stop: int) -> Population:
+        """Users ``start`` to ``stop`` with every merchant (views of the same arrays)."""
+        return dataclasses.replace(
+            self, **{name: getattr(self, name)[start:stop] for name in _USER_COLUMNS}
+        )
 
     @property
     def n_merchants(self) -> int:
@@ -206,20 +217,84 @@ def _ids(prefix: str, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.char.add(prefix, np.char.zfill(numbers, width)).astype(object)
 
 
-def build_population(
-    seed: int = 42,
-    users: int = 10_000,
-    merchants: int = 2_000,
-    params: PopulationParams | None = None,
-) -> Population:
-    """Draw the users and merchants from ``seed`` (same seed and sizes -> same population)."""
-    if users < 1 or merchants < 1:
-        raise ValueError("need at least one user and one merchant")
-    p = params or PopulationParams()
-    geo = geography()
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x504F50]))  # "POP"
+CARD_CHUNK = 16384
+"""Cards are drawn in chunks of this many, each from its own random stream: the first n cards of
+a world are the same whatever its size, so a world grows (the live rate goes up) without
+changing a card that exists."""
+_CARD_ID_WIDTH = 7
+_USER_COLUMNS = (
+    "user_ids",
+    "home",
+    "home_lat",
+    "home_lon",
+    "currency",
+    "rate",
+    "local_shift",
+    "amount_scale",
+    "amount_sigma",
+    "cat_cum",
+    "usual",
+    "usual_cum",
+    "usual_share",
+    "trip_rate",
+)
 
-    # --- merchants ---------------------------------------------------------------------------
+
+class World:
+    """The merchants, drawn once from a seed, and the card holders, drawn lazily in chunks.
+
+    :meth:`population` gives the first ``n`` cards with every merchant. Building 500,000 cards
+    takes a few seconds; a world only builds the chunks it is asked for, and keeps them, so a
+    smaller population afterwards is a view of the same arrays. Thread-safe.
+    """
+
+    def __init__(
+        self, seed: int = 42, merchants: int = 2_000, params: PopulationParams | None = None
+    ) -> None:
+        if merchants < 1:
+            raise ValueError("need at least one merchant")
+        self.seed = seed
+        self.params = params or PopulationParams()
+        self.geo = geography()
+        self._merchants = _draw_merchants(self.geo, self.params, seed, merchants)
+        self._cards: dict[str, np.ndarray] = {}
+        self._built = 0
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> int:
+        """Cards drawn so far."""
+        return self._built
+
+    def population(self, users: int) -> Population:
+        """The first ``users`` cards of this world and all its merchants."""
+        if users < 1:
+            raise ValueError("need at least one user and one merchant")
+        with self._lock:
+            if users > self._built:
+                self._grow(users)
+            cards: dict[str, Any] = {name: col[:users] for name, col in self._cards.items()}
+        return Population(geo=self.geo, params=self.params, **cards, **self._merchants)
+
+    def _grow(self, users: int) -> None:
+        first, last = self._built // CARD_CHUNK, (users - 1) // CARD_CHUNK
+        chunks = [
+            _draw_cards(self.geo, self.params, self.seed, c, self._merchants)
+            for c in range(first, last + 1)
+        ]
+        if self._built % CARD_CHUNK:
+            # The last chunk was cut short: it is drawn again whole (same stream, same cards).
+            self._cards = {k: v[: first * CARD_CHUNK] for k, v in self._cards.items()}
+        parts = [self._cards, *chunks] if self._cards else chunks
+        self._cards = {k: np.concatenate([p[k] for p in parts]) for k in _USER_COLUMNS}
+        self._built = len(self._cards["user_ids"])
+
+
+def _draw_merchants(
+    geo: Geography, p: PopulationParams, seed: int, merchants: int
+) -> dict[str, Any]:
+    """Merchant columns and the samplers over them."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x504F50]))  # "POP"
     n_online = max(1, round(merchants * ONLINE_SHARE_OF_MERCHANTS)) if merchants > 1 else 0
     n_pos = merchants - n_online
     # Point-of-sale merchants are spread over every city (travellers shop too), weighted by how
@@ -246,12 +321,24 @@ def build_population(
     m_city_all, m_cat, m_lat, m_lon, m_pop = (
         a[perm] for a in (m_city_all, m_cat, m_lat, m_lon, m_pop)
     )
-    merchant_ids = _ids("m", merchants, rng)
+    return {
+        "merchant_ids": _ids("m", merchants, rng),
+        "merchant_city": m_city_all,
+        "merchant_lat": m_lat,
+        "merchant_lon": m_lon,
+        "merchant_cat": m_cat,
+        "merchant_pop": m_pop,
+        "by_city_cat": GroupSampler(m_city_all * N_CAT + m_cat, m_pop, (geo.n + 1) * N_CAT),
+        "by_city": GroupSampler(m_city_all, m_pop, geo.n + 1),
+    }
 
-    by_city_cat = GroupSampler(m_city_all * N_CAT + m_cat, m_pop, (geo.n + 1) * N_CAT)
-    by_city = GroupSampler(m_city_all, m_pop, geo.n + 1)
 
-    # --- users -------------------------------------------------------------------------------
+def _draw_cards(
+    geo: Geography, p: PopulationParams, seed: int, chunk: int, merchants: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Chunk ``chunk`` of the card holders: :data:`CARD_CHUNK` users from their own stream."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x504F50, 0x43415244, chunk]))
+    users = CARD_CHUNK
     homes = geo.home_cities
     hw = geo.population[homes]
     home = rng.choice(homes, size=users, p=hw / hw.sum())
@@ -259,7 +346,7 @@ def build_population(
     home_lon = geo.lon[home] + rng.normal(0, p.home_jitter_deg, users) / np.cos(
         np.radians(geo.lat[home])
     )
-    rate = np.clip(rng.lognormal(np.log(p.rate_median_per_day), p.rate_sigma, users), 0.1, 30.0)
+    rate = np.clip(rng.lognormal(np.log(p.rate_median_per_day), p.rate_sigma, users), *RATE_CLIP)
     chrono = rng.choice([-1, 0, 1], size=users, p=[0.25, 0.5, 0.25])
     local_shift = geo.utc_offset[home] + chrono
     amount_scale = rng.lognormal(np.log(p.amount_median), p.amount_median_sigma, users)
@@ -276,6 +363,7 @@ def build_population(
     # Zipf-like preference over them.
     k_u = np.clip(rng.poisson(p.usual_merchants_mean - 3, users) + 3, 3, MAX_USUAL)
     usual = np.full((users, MAX_USUAL), -1, dtype=np.int64)
+    by_city_cat, by_city = merchants["by_city_cat"], merchants["by_city"]
     for k in range(MAX_USUAL):
         cat = inverse_cdf_rows(cat_cum, rng.random(users))
         m = _sample_merchants(by_city_cat, by_city, geo.n, home, cat, rng.random(users))
@@ -286,30 +374,50 @@ def build_population(
     usual_cum[usual < 0] = 1.0
     usual_share = rng.uniform(*p.usual_share_range, users)
     trip_rate = rng.lognormal(np.log(p.trips_per_day_median), p.trips_sigma, users)
+    # Ids in a random order within the chunk, so that an id's number says little about the card.
+    numbers = (chunk * CARD_CHUNK + rng.permutation(users) + 1).astype(str)
+    return {
+        "user_ids": np.char.add("u", np.char.zfill(numbers, _CARD_ID_WIDTH)).astype(object),
+        "home": home,
+        "home_lat": home_lat,
+        "home_lon": home_lon,
+        "currency": geo.currency[home],
+        "rate": rate,
+        "local_shift": local_shift,
+        "amount_scale": amount_scale,
+        "amount_sigma": amount_sigma,
+        "cat_cum": cat_cum,
+        "usual": usual,
+        "usual_cum": usual_cum,
+        "usual_share": usual_share,
+        "trip_rate": trip_rate,
+    }
 
-    return Population(
-        geo=geo,
-        params=p,
-        user_ids=_ids("u", users, rng),
-        home=home,
-        home_lat=home_lat,
-        home_lon=home_lon,
-        currency=geo.currency[home],
-        rate=rate,
-        local_shift=local_shift,
-        amount_scale=amount_scale,
-        amount_sigma=amount_sigma,
-        cat_cum=cat_cum,
-        usual=usual,
-        usual_cum=usual_cum,
-        usual_share=usual_share,
-        trip_rate=trip_rate,
-        merchant_ids=merchant_ids,
-        merchant_city=m_city_all,
-        merchant_lat=m_lat,
-        merchant_lon=m_lon,
-        merchant_cat=m_cat,
-        merchant_pop=m_pop,
-        by_city_cat=by_city_cat,
-        by_city=by_city,
-    )
+
+def build_population(
+    seed: int = 42,
+    users: int = 10_000,
+    merchants: int = 2_000,
+    params: PopulationParams | None = None,
+) -> Population:
+    """Draw the users and merchants from ``seed`` (same seed and sizes -> same population; the
+    first n users are the same for any size >= n)."""
+    if users < 1 or merchants < 1:
+        raise ValueError("need at least one user and one merchant")
+    return World(seed, merchants, params).population(users)
+
+
+def mean_base_rate(params: PopulationParams | None = None) -> float:
+    """Expected base purchases per day of one card: the mean of the clipped lognormal."""
+    p = params or PopulationParams()
+    mu, sigma = math.log(p.rate_median_per_day), p.rate_sigma
+    lo, hi = RATE_CLIP
+
+    def cdf(x: float) -> float:
+        return 0.5 * (1.0 + math.erf((math.log(x) - mu) / (sigma * math.sqrt(2.0))))
+
+    def partial(x: float) -> float:  # E[X; X < x]
+        z = (math.log(x) - mu - sigma**2) / (sigma * math.sqrt(2.0))
+        return math.exp(mu + sigma**2 / 2.0) * 0.5 * (1.0 + math.erf(z))
+
+    return lo * cdf(lo) + (partial(hi) - partial(lo)) + hi * (1.0 - cdf(hi))
