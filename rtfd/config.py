@@ -106,10 +106,36 @@ class Settings:
     # --- generator ---------------------------------------------------------------------------
     generator_rate: float = field(
         default=200.0,
-        metadata={"doc": "Transactions per second in live mode.", **_range(0, 1_000_000)},
+        metadata={
+            "doc": "Transactions per second in live mode; it sets how many cards are active "
+            "(rate / one card's pace at the time-lapse), never how often a card pays.",
+            **_range(0, 1_000_000),
+        },
+    )
+    generator_time_scale: float = field(
+        default=600.0,
+        metadata={
+            "doc": "Live time-lapse: simulated time runs this many times faster than real time "
+            "(600: a simulated day in 2.4 minutes, so fraud patterns and labels show within "
+            "minutes); recorded with each model trained for it.",
+            **_range(1, 10**6),
+        },
+    )
+    generator_max_cards: int = field(
+        default=1_000_000,
+        metadata={
+            "doc": "Most cards live mode may keep active (about 20,000 tx/s at the default "
+            "time-lapse; ~500 bytes of memory each).",
+            **_range(1, 50_000_000),
+        },
     )
     generator_users: int = field(
-        default=10_000, metadata={"doc": "Simulated users.", **_range(1, 10_000_000)}
+        default=10_000,
+        metadata={
+            "doc": "Simulated cards of offline histories (`rtfd generate --history`); live "
+            "mode derives its cards from the rate.",
+            **_range(1, 10_000_000),
+        },
     )
     generator_merchants: int = field(
         default=2_000, metadata={"doc": "Simulated merchants.", **_range(1, 1_000_000)}

@@ -268,7 +268,10 @@ class Supervisor:
         gen = self.generator
         if gen is None:
             return "off"
-        return f"{'paused' if gen.paused else 'on'} {gen.rate:g} tx/s"
+        cards = gen.cards
+        return f"{'paused' if gen.paused else 'on'} {gen.rate:g} tx/s" + (
+            f", {cards:,} cards" if cards else ""
+        )
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop everything this supervisor started, in reverse order, within ``timeout``."""
@@ -305,11 +308,15 @@ class Supervisor:
         return not gen.paused
 
     def set_generator_rate(self, rate: float) -> float:
-        """Change the generator's rate (clamped to 1..100,000 tx/s); returns the new rate."""
+        """Change the generator's rate, clamped to 1 tx/s .. what ``generator_max_cards`` cards
+        make at the time-lapse (the rate sets how many cards are active); returns the new rate.
+        A higher rate starts once its new cards are drawn (seconds)."""
+        from rtfd.generator.live import max_rate
+
         gen = self.generator
         if gen is None:
             raise RtfdError("the generator is not running", title="Generator")
-        rate = max(1.0, min(100_000.0, rate))
+        rate = max(1.0, min(max_rate(self.settings), rate))
         gen.set_rate(rate)
         self._set("generator", State.RUNNING, self.generator_summary())
         return rate

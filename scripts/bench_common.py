@@ -130,13 +130,12 @@ def bench_models(settings: Any, scale: Scale) -> tuple[Path, dict[str, str], dic
         return _MODELS[key]
     from datetime import UTC, datetime, timedelta
 
-    from rtfd.generator.live import live_time_scale
     from rtfd.ml.data import simulated_history
     from rtfd.ml.train import train_model
 
     s = sub_settings(settings, "models")
     s.ensure_dirs()
-    time_scale = max(1.0, live_time_scale(s, 1_000.0))
+    time_scale = s.generator_time_scale
     history = simulated_history(
         scale.history_days,
         seed=s.generator_seed,

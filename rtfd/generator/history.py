@@ -87,7 +87,7 @@ def simulate_history(
     Returns a frame sorted by timestamp with the TRANSACTION fields (timestamp as tz-aware UTC
     ``datetime64[ms]``), ``label`` (int8, 1 = fraud) and ``fraud_type`` (None for legitimate).
     ``time_scale`` > 1 compresses event time by that factor after ``start``, as the live
-    generator's time-lapse does (see :func:`rtfd.generator.live.live_time_scale`): the same
+    generator's time-lapse does (``generator_time_scale``, see :mod:`rtfd.generator.live`): the same
     transactions, ``days / time_scale`` days apart. ``progress`` is called with the fraction
     done after each simulated day.
     """

@@ -1,15 +1,26 @@
 """Live mode: simulated transactions to Kafka at a controlled rate, with delayed fraud labels.
 
-The live stream is a time-lapse of the same simulated world as offline mode: the simulator draws
-windows of behaviour in order and the generator sends them at the requested rate with event
-time = the wall clock at sending. Order and relative timing within a user's activity are kept (a
-card-testing burst is still a burst), but the behaviour clock runs as fast as it must to supply
-the rate, so wall-clock gaps are shorter than simulated ones.
+The live stream is a time-lapse of the same simulated world as offline mode: simulated time runs
+``generator_time_scale`` times faster than real time (600 by default: a simulated day in 2.4
+minutes), and **the rate sets how many cards are active**, never how often a card pays: at
+``rate`` tx/s, ``cards_for_rate`` = rate / (one card's transactions per second at the
+time-lapse) cards are active (10,000 at 200 tx/s, 500,000 at 10,000 tx/s with the defaults).
+Raising the rate brings cards in (drawn lazily by the world, in a background thread, so the
+sender never stalls; the new rate starts when they are ready), lowering it lets cards go idle.
+Velocity and recency features therefore look the same at every rate, and the same as in a history
+simulated with the same time-lapse (``simulate_history(time_scale=...)``), which is what the
+bootstrap model is trained on.
+
+The simulator draws windows of behaviour in order and the generator sends them at the requested
+rate with event time = the wall clock at sending: order and relative timing within a card's
+activity are kept (a card-testing burst is still a burst). The rate is exact; the simulated clock
+runs at the time-lapse on average (a little faster through quiet simulated hours, slower through
+busy ones), at every rate alike.
 
 :class:`LiveGenerator` runs on its own thread and is driven from any thread (CLI, TUI,
 supervisor): start, pause/resume/toggle, set_rate, stop. Pacing is schedule-based on a monotonic
 clock (message k is due at ``anchor + k / rate``) and messages go out in small bursts. Nothing
-drawn is ever dropped or sent twice: a pause only stops taking from the source, and stop flushes
+sent is ever lost or sent twice: a pause only stops taking from the source, and stop flushes
 the producer. The idempotent producer (acks=all) keeps broker retries from duplicating.
 
 Fraud labels follow like chargebacks: each fraudulent transaction gets a LABEL record on the
@@ -38,7 +49,7 @@ from rtfd.generator.behaviour import DAY_S
 from rtfd.generator.fraud import FRAUD_TYPES
 from rtfd.generator.history import draw_label_delays, new_transaction_ids
 from rtfd.generator.population import CAT_CHANNEL, CHANNELS
-from rtfd.generator.simulator import Simulator
+from rtfd.generator.simulator import Simulator, expected_card_tx_per_day
 from rtfd.generator.wire import (
     TimestampFormatter,
     encode_label,
@@ -47,9 +58,11 @@ from rtfd.generator.wire import (
     producer_config,
     transaction_prefix,
 )
-from rtfd.schemas import Topics
+from rtfd.schemas import TRANSACTION, Topics
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from rtfd.config import Settings
 
 log = logging.getLogger(__name__)
@@ -100,6 +113,10 @@ class TransactionSource:
     them out in order. Transaction ids come from a stream seeded with ``(seed, run_id)``: the
     behaviour is reproducible from the seed, while ids differ between runs unless ``run_id`` is
     fixed, so two runs never write the same id to a topic.
+
+    :meth:`set_cards` changes the active cards: the rest of the current window (drawn for the
+    old cards, not yet handed out) is dropped and simulation goes on from the next row's time
+    with the new cards, so no card keeps the old pace after a change.
     """
 
     def __init__(self, sim: Simulator, *, start: float, run_id: int, chunk: int = 2_000) -> None:
@@ -108,16 +125,37 @@ class TransactionSource:
         self._t = start
         self._index = 0
         self._rows: list[Row] = []
+        self._times = np.zeros(0)
         self._pos = 0
+        self._cards = sim.cards
         self._id_rng = np.random.default_rng(np.random.SeedSequence([sim.seed, _ID_STREAM, run_id]))
         pop = sim.pop
-        self._users_json = np.array([json_string(u) for u in pop.user_ids], dtype=object)
         self._merchants_json = np.array([json_string(m) for m in pop.merchant_ids], dtype=object)
-        self._currency_json = np.array([json_string(c) for c in pop.currency], dtype=object)
+        self._currency_json = {c: json_string(c) for c in set(pop.geo.currency) if c}
         self._cities_json = np.array([json_string(c) for c in pop.geo.names], dtype=object)
         self._channel_json = np.array([json_string(c) for c in CHANNELS], dtype=object)
         self._fraud_names = np.array([None, *FRAUD_TYPES], dtype=object)
         self.drawn = 0
+
+    @property
+    def cards(self) -> int:
+        """Cards the source draws for (active from the next row handed out)."""
+        return self._cards
+
+    def set_cards(self, n: int) -> None:
+        """Draw for the first ``n`` cards from now on (the world builds missing cards first:
+        call ``sim.world.population(n)`` beforehand to keep this quick)."""
+        if n < 1:
+            raise ValueError("need at least one card")
+        self._cards = n
+
+    def _apply_cards(self) -> None:
+        if self._cards == self.sim.cards:
+            return
+        if self._pos < len(self._rows):
+            self._t = float(self._times[self._pos])  # go on from here with the new cards
+            self._rows, self._times, self._pos = [], np.zeros(0), 0
+        self.sim.set_cards(self._cards)
 
     def _draw(self) -> None:
         per_s = self.sim.expected_tx_per_day() / DAY_S
@@ -125,14 +163,21 @@ class TransactionSource:
         batch = self.sim.window(self._t, self._t + span, self._index)
         self._t += span
         self._index += 1
+        self._times = batch.t
         pop = self.sim.pop
         ids = new_transaction_ids(self._id_rng, len(batch)).tolist()
+        # Per card in the window (not per card in the world, which may be hundreds of thousands).
+        cards, at = np.unique(batch.user, return_inverse=True)
+        user_ids = pop.user_ids[cards]
+        users_json = np.array([json_string(u) for u in user_ids], dtype=object)[at].tolist()
+        currency = self._currency_json
+        currency_json = [currency[c] for c in pop.currency[cards]]
         cols = zip(
             [f'"{i}"' for i in ids],
-            self._users_json[batch.user].tolist(),
+            users_json,
             self._merchants_json[batch.merchant].tolist(),
             [repr(a) for a in batch.amount.tolist()],
-            self._currency_json[batch.user].tolist(),
+            np.array(currency_json, dtype=object)[at].tolist(),
             self._cities_json[batch.city].tolist(),
             [repr(x) for x in np.round(batch.lat, 5).tolist()],
             [repr(x) for x in np.round(batch.lon, 5).tolist()],
@@ -144,7 +189,7 @@ class TransactionSource:
             for tid, f, uid, ft in zip(
                 ids,
                 cols,
-                pop.user_ids[batch.user].tolist(),
+                user_ids[at].tolist(),
                 self._fraud_names[batch.fraud.astype(np.int64)].tolist(),
                 strict=True,
             )
@@ -157,6 +202,7 @@ class TransactionSource:
 
     def take(self, n: int) -> list[Row]:
         """The next ``n`` transactions in behaviour order."""
+        self._apply_cards()
         out: list[Row] = []
         while len(out) < n:
             if self._pos >= len(self._rows):
@@ -184,6 +230,8 @@ class GeneratorStats:
     paused: bool
     finished: bool = False  # the source is exhausted (replay of a file)
     error: str | None = None
+    cards: int = 0  # simulated cards active (0 for a file replay)
+    cards_pending: int = 0  # cards being brought in for a higher rate (0 when none)
 
 
 class Pacer:
@@ -261,10 +309,16 @@ class LiveGenerator:
         self._clock = clock
         self._mono = monotonic
         seed = settings.generator_seed if seed is None else seed
+        self._rate = float(settings.generator_rate if rate is None else rate)
+        if not self._rate >= 0:
+            raise ValueError("rate must be >= 0")
         if source is None:
-            sim = Simulator.from_settings(settings, seed=seed)
-            source = TransactionSource(
-                sim, start=clock(), run_id=secrets.randbits(63) if run_id is None else run_id
+            source = simulated_source(
+                settings,
+                self._rate,
+                seed=seed,
+                run_id=secrets.randbits(63) if run_id is None else run_id,
+                start=clock(),
             )
         self._source: Source = source
         self._label_delay_s = (
@@ -274,10 +328,9 @@ class LiveGenerator:
         self._producer_factory = producer_factory
         self._check = producer_factory is None if check_topics is None else check_topics
         self._lock = threading.Condition()
-        self._rate = float(settings.generator_rate if rate is None else rate)
-        if not self._rate >= 0:
-            raise ValueError("rate must be >= 0")
         self._rate_changed = False
+        self._pending: tuple[float, int] | None = None  # (rate, cards) waiting for its cards
+        self._builder: threading.Thread | None = None
         self._paused = False
         self._stop_requested = False
         self._thread: threading.Thread | None = None
@@ -368,14 +421,67 @@ class LiveGenerator:
         self.pause()
         return False
 
+    @property
+    def cards(self) -> int:
+        """Simulated cards active (0 when the source is a file)."""
+        source = self._source
+        return source.cards if isinstance(source, TransactionSource) else 0
+
     def set_rate(self, tx_per_s: float) -> None:
-        """Change the target rate (inf = as fast as possible); takes effect within milliseconds."""
+        """Change the target rate (inf = as fast as possible, for a file replay).
+
+        With the simulator, the rate sets how many cards are active (:func:`cards_for_rate`):
+        a lower rate takes effect within milliseconds; a higher one as soon as its new cards are
+        drawn (a background thread; seconds for hundreds of thousands), until then the old rate
+        and cards go on. Raises ValueError for a negative rate, ConfigError for one that needs
+        more than ``generator_max_cards`` cards.
+        """
         if not tx_per_s >= 0:
             raise ValueError("rate must be >= 0")
+        source = self._source
+        if not isinstance(source, TransactionSource) or tx_per_s == 0:
+            self._apply_rate(float(tx_per_s), None)
+            return
+        cards = cards_for_rate(self.settings, tx_per_s)
+        world = source.sim.world
+        if world is None or world.built >= cards:
+            self._apply_rate(float(tx_per_s), cards)
+            return
         with self._lock:
-            self._rate = float(tx_per_s)
+            self._pending = (float(tx_per_s), cards)
+            if self._builder is None or not self._builder.is_alive():
+                self._builder = threading.Thread(
+                    target=self._build_cards, name="rtfd-generator-cards", daemon=True
+                )
+                self._builder.start()
+
+    def _apply_rate(self, rate: float, cards: int | None) -> None:
+        with self._lock:
+            self._pending = None
+            self._rate = rate
+            if cards is not None and isinstance(self._source, TransactionSource):
+                self._source.set_cards(cards)
+                self._source.chunk = window_rows(rate)
             self._rate_changed = True
             self._lock.notify_all()
+
+    def _build_cards(self) -> None:
+        """Draw the cards of the newest pending rate, then switch to it (latest call wins)."""
+        source = self._source
+        assert isinstance(source, TransactionSource) and source.sim.world is not None
+        while True:
+            with self._lock:
+                pending = self._pending
+            if pending is None:
+                return
+            rate, cards = pending
+            t0 = time.monotonic()
+            source.sim.world.population(cards)
+            log.info("drew %d cards for %.0f tx/s in %.1f s", cards, rate, time.monotonic() - t0)
+            with self._lock:
+                if self._pending != pending:
+                    continue  # a newer rate came in meanwhile
+            self._apply_rate(rate, cards)
 
     def stats(self) -> GeneratorStats:
         """Counters and the measured rate over the last few seconds."""
@@ -399,6 +505,8 @@ class LiveGenerator:
                 paused=self._paused,
                 finished=self._source.finished,
                 error=self._error,
+                cards=self.cards,
+                cards_pending=self._pending[1] if self._pending is not None else 0,
             )
 
     # -- the sending thread ----------------------------------------------------------------
@@ -558,14 +666,101 @@ class LiveGenerator:
                 producer.poll(0.05)
 
 
-def live_time_scale(settings: Settings, rate: float | None = None) -> float:
-    """How much faster than simulated time the live stream runs at ``rate`` (default: the
-    settings' rate): the rate over the population's natural transactions per second. Pass it to
-    ``simulate_history(time_scale=...)`` for a history whose time gaps look like the live
-    stream's."""
-    sim = Simulator.from_settings(settings)
+def card_tx_per_s(settings: Settings) -> float:
+    """Transactions per second of one live card: its simulated pace times the time-lapse."""
+    per_day = expected_card_tx_per_day(settings.generator_fraud_rate)
+    return per_day * settings.generator_time_scale / DAY_S
+
+
+def cards_for_rate(settings: Settings, rate: float | None = None) -> int:
+    """Cards the live generator keeps active at ``rate`` tx/s (default: the settings' rate).
+
+    Raises ConfigError when that is more than ``generator_max_cards``, saying what to change.
+    """
+    from rtfd.errors import ConfigError
+
     rate = settings.generator_rate if rate is None else rate
-    return float(rate) / (sim.expected_tx_per_day() / DAY_S)
+    if not math.isfinite(rate):
+        raise ConfigError("the simulator needs a finite rate (as fast as possible is for replay)")
+    cards = max(1, math.ceil(rate / card_tx_per_s(settings)))
+    if cards > settings.generator_max_cards:
+        top = settings.generator_max_cards * card_tx_per_s(settings)
+        raise ConfigError(
+            f"a rate of {rate:,.0f} tx/s needs {cards:,} cards at time-lapse "
+            f"{settings.generator_time_scale:g}, more than generator_max_cards "
+            f"({settings.generator_max_cards:,}; at most {top:,.0f} tx/s): lower the rate, or "
+            "raise generator_max_cards or generator_time_scale"
+        )
+    return cards
+
+
+def max_rate(settings: Settings) -> float:
+    """The highest rate ``generator_max_cards`` cards can make at the time-lapse."""
+    return settings.generator_max_cards * card_tx_per_s(settings)
+
+
+def simulated_source(
+    settings: Settings, rate: float, *, seed: int, run_id: int, start: float
+) -> TransactionSource:
+    """The live generator's source: the cards ``rate`` implies, simulated from ``start``."""
+    sim = Simulator.from_settings(settings, seed=seed, users=cards_for_rate(settings, rate))
+    return TransactionSource(sim, start=start, run_id=run_id, chunk=window_rows(rate))
+
+
+def live_sample(
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    *,
+    start: float,
+    run_id: int = 0,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """What the live generator sends in ``seconds`` at ``rate`` from ``start`` (epoch seconds),
+    without Kafka: the same source, the same messages, each stamped with the time it is due.
+
+    Returns the TRANSACTION columns (timestamp as aware UTC ``datetime64[ms]``) plus the ground
+    truth ``label`` (1 = fraud) and ``fraud_type``, in sending order; ``frame.attrs["cards"]``
+    is the number of active cards. For measuring what the stream sees at a rate (the share of
+    transactions alerted, a card's pace) and for tests.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    seed = settings.generator_seed if seed is None else seed
+    source = simulated_source(settings, rate, seed=seed, run_id=run_id, start=start)
+    n = round(rate * seconds)
+    fmt = TimestampFormatter()
+    tables, labels, types = [], [], []
+    schema = TRANSACTION.arrow_schema()
+    options = pj.ParseOptions(
+        explicit_schema=pa.schema(
+            [f.with_type(pa.string()) if f.name == "timestamp" else f for f in schema]
+        )
+    )
+    for first in range(0, n, 100_000):
+        rows = source.take(min(100_000, n - first))
+        lines = [
+            finish_transaction(row.prefix, fmt(int((start + (first + i + 1) / rate) * 1000)))
+            for i, row in enumerate(rows)
+        ]
+        tables.append(pj.read_json(pa.py_buffer(b"\n".join(lines)), parse_options=options))
+        labels += [int(row.label) for row in rows]
+        types += [row.fraud_type for row in rows]
+    frame = pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601").astype(
+        "datetime64[ms, UTC]"
+    )
+    frame["label"] = np.array(labels, dtype=np.int8)
+    frame["fraud_type"] = np.array(types, dtype=object)
+    frame.attrs["cards"] = source.cards
+    return frame
+
+
+def window_rows(rate: float) -> int:
+    """Rows per simulated window: about a second of traffic, so a change of cards is quick."""
+    return int(np.clip(rate if math.isfinite(rate) else 2_000, 200, 20_000))
 
 
 def produce_transactions(

@@ -40,7 +40,6 @@ HOLDOUT_MAX_ROWS = 100_000
 CALIBRATION_MAX_ROWS = 200_000
 BOOTSTRAP_DAYS = 21
 BOOTSTRAP_USERS = 3_000
-BOOTSTRAP_MERCHANTS = 600
 log = logging.getLogger(__name__)
 
 # Fewer matured frauds than this in the served history and training falls back to simulation.
@@ -184,24 +183,33 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def bootstrap_cards(settings: Settings) -> int:
+    """Cards of the bootstrap history: the first cards of the live world, as many as the
+    configured rate makes active, at most :data:`BOOTSTRAP_USERS` (a sample of the live cards,
+    each with the same behaviour: same seed, same merchants)."""
+    from rtfd.generator.live import cards_for_rate
+
+    return min(cards_for_rate(settings), BOOTSTRAP_USERS)
+
+
 def _bootstrap_history(settings: Settings, progress: Progress) -> pd.DataFrame:
     """A simulated history that looks like what the live generator will send.
 
-    The live generator is a time-lapse (its configured rate is far above the population's
-    natural rate), so the history is simulated with the same ``time_scale``: velocity and
-    recency features then have the same scale in training as in serving.
+    The live generator is a time-lapse (``generator_time_scale``), so the history is simulated
+    with the same ``time_scale``: velocity and recency features then have the same scale in
+    training as in serving. Its cards are a sample of the live world's (same seed and merchants,
+    so each card behaves as it does live).
     """
-    from rtfd.generator.live import live_time_scale
     from rtfd.ml.data import simulated_history
 
-    scale = max(1.0, live_time_scale(settings))
+    scale = settings.generator_time_scale
     span = timedelta(days=BOOTSTRAP_DAYS) / scale
     now = datetime.now(UTC).replace(microsecond=0)
     return simulated_history(
         BOOTSTRAP_DAYS,
         seed=settings.generator_seed,
-        users=min(settings.generator_users, BOOTSTRAP_USERS),
-        merchants=min(settings.generator_merchants, BOOTSTRAP_MERCHANTS),
+        users=bootstrap_cards(settings),
+        merchants=settings.generator_merchants,
         fraud_rate=max(settings.generator_fraud_rate, 0.005),
         start=now - span,
         time_scale=scale,
@@ -359,6 +367,8 @@ def train_model(
                 "validation_start": validation["timestamp"].min().isoformat(),
             },
             "kernel": DEFAULT_CONFIG.to_dict(),
+            # The live time-lapse the model was trained for (velocity features scale with it).
+            "time_scale": settings.generator_time_scale,
             "merchant_risk": {
                 "label_delay_s": settings.label_maturity_days * 86_400.0,
                 "period_s": DEFAULT_PERIOD_S,

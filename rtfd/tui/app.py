@@ -490,6 +490,9 @@ class RtfdApp(App[int]):
             actual = field(stats, "actual_rate")
             if not getattr(gen, "paused", False) and number(actual) is not None:
                 text += f" · sent {fmt_rate(actual)}"
+            pending = number(field(stats, "cards_pending"))
+            if pending:
+                text += f" · drawing {fmt_int(pending)} cards"
             failed = number(field(stats, "failed"))
             if failed:
                 text += f" · {fmt_int(failed)} failed"
@@ -564,7 +567,15 @@ class RtfdApp(App[int]):
                     NoticePosted("information", "generator resumed" if on else "generator paused")
                 )
             else:
-                self.supervisor.set_generator_rate(rate)
+                applied = self.supervisor.set_generator_rate(rate)
+                if applied < rate:
+                    self.post_message(
+                        NoticePosted(
+                            "warning",
+                            f"rate held at {applied:,.0f} tx/s: more would need more cards "
+                            "than generator_max_cards",
+                        )
+                    )
         except RtfdError as e:
             self.post_message(NoticePosted("warning", e.message))
         except Exception as e:

@@ -306,13 +306,8 @@ def test_a_naive_start_is_utc() -> None:
 
 
 def test_time_scale_compresses_event_time_like_the_live_time_lapse() -> None:
-    from rtfd.config import load_settings
-    from rtfd.generator.live import live_time_scale
-
     normal = simulate_history(4, users=500, merchants=100, seed=4)
     fast = simulate_history(4, users=500, merchants=100, seed=4, time_scale=96)
     assert list(fast["transaction_id"]) == list(normal["transaction_id"])
     span = fast["timestamp"].max() - fast["timestamp"].min()
     assert pd.Timedelta(minutes=50) < span <= pd.Timedelta(hours=1)
-    # 200 tx/s from 10,000 users making ~2.9 transactions a day: a ~600x time-lapse
-    assert 400 < live_time_scale(load_settings({"generator_rate": 200})) < 800

@@ -186,10 +186,10 @@ def test_rate_is_accurate_and_changeable_while_running(small_settings: Settings)
     try:
         wait_until(lambda: gen.stats().sent > 200, 5, "the first messages")
         assert measure_rate(gen, 1.5) == pytest.approx(2_000, rel=0.1)
-        gen.set_rate(500)
+        gen.set_rate(500)  # takes effect once its cards are drawn
+        wait_until(lambda: gen.rate == 500, 10, "the new rate")
         time.sleep(0.1)
         assert measure_rate(gen, 1.5) == pytest.approx(500, rel=0.1)
-        assert gen.rate == 500
     finally:
         final = gen.stop()
     assert final.sent == final.acked == len(rec.messages(Topics.TRANSACTIONS))

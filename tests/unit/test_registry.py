@@ -118,11 +118,23 @@ def test_loading_an_unknown_or_absent_version(settings: Settings) -> None:
         empty.load("../etc")
 
 
+def _shuffled_training_labels(seed: int) -> pd.DataFrame:
+    """The history with the labels of its training part shuffled and its validation part (the
+    holdout the challenger is judged on) left true: a model no better than chance, judged on
+    real labels."""
+    from rtfd.ml.train import time_split
+
+    train, validation = time_split(history())
+    labels = train["label"].to_numpy().copy()
+    np.random.default_rng(seed).shuffle(labels)
+    return pd.concat([train.assign(label=labels), validation])
+
+
 def _bad_challenger(settings: Settings) -> str:
     """A model trained on shuffled labels: no better than chance."""
-    rng = np.random.default_rng(0)
-    noisy = history().assign(label=rng.permutation(history()["label"].to_numpy()))
-    return train_model(settings, algo="xgboost", data=noisy, promote=False).version
+    return train_model(
+        settings, algo="xgboost", data=_shuffled_training_labels(0), promote=False
+    ).version
 
 
 def test_champion_challenger_and_rollback(settings: Settings, registry: Registry) -> None:
@@ -147,9 +159,7 @@ def test_champion_challenger_and_rollback(settings: Settings, registry: Registry
 
 
 def test_training_reports_a_refused_promotion(settings: Settings, registry: Registry) -> None:
-    rng = np.random.default_rng(1)
-    noisy = history().assign(label=rng.permutation(history()["label"].to_numpy()))
-    result = train_model(settings, algo="xgboost", data=noisy)
+    result = train_model(settings, algo="xgboost", data=_shuffled_training_labels(1))
     assert not result.promoted and "worse" in result.decision
     assert registry.current() == "v0001"
 
