@@ -928,6 +928,7 @@ def step_batch(
     txns: pd.DataFrame,
     *,
     merchant_risk: MerchantRiskTable | None = None,
+    columns: _Batch | None = None,
 ) -> tuple[KernelState, pd.DataFrame]:
     """Fold a batch of transactions (any order, many users) into ``state``.
 
@@ -936,10 +937,11 @@ def step_batch(
     applied to each user's transactions in ``(timestamp, transaction_id)`` order, after whatever
     the state already holds. Risk features come from ``merchant_risk`` (zeros without one).
     ``state`` itself is not modified. Duplicate deliveries must be removed by the caller.
+    ``columns`` is ``batch_columns(txns)`` when the caller already has it.
     """
     cfg = state.config
     ttl, cap = cfg.ttl_ms, cfg.max_events
-    b = batch_columns(txns)
+    b = batch_columns(txns) if columns is None else columns
     n_rows = len(b.t_ms)
     if n_rows == 0:
         empty = pd.DataFrame({name: np.zeros(0) for name in FEATURE_NAMES}, index=txns.index)
