@@ -163,13 +163,31 @@ class Settings:
         default_factory=dict, metadata={"doc": "Extra spark.* settings (TOML table [spark_conf])."}
     )
     stream_trigger_s: float = field(
-        default=1.0, metadata={"doc": "Micro-batch trigger interval (seconds).", **_range(0, 3600)}
+        default=0.0,
+        metadata={
+            "doc": "Micro-batch trigger interval (seconds); 0 starts each batch as soon as the "
+            "previous one ends.",
+            **_range(0, 3600),
+        },
+    )
+    stream_state: str = field(
+        default="auto",
+        metadata={
+            "doc": "Where the per-user state lives: driver (beside foreachBatch, the fast local "
+            "path), spark (Spark's state store on the executors, for a cluster), or auto "
+            "(driver for a local master, spark otherwise).",
+            **_choices("auto", "driver", "spark"),
+        },
     )
     stream_max_offsets_per_trigger: int = field(
         default=200_000, metadata={"doc": "Admission limit per micro-batch.", **_range(1, 10**9)}
     )
     stream_state_buckets: int = field(
-        default=4, metadata={"doc": "User buckets of the stateful operator.", **_range(1, 4096)}
+        default=4,
+        metadata={
+            "doc": "User buckets of Spark's stateful operator (stream_state = spark).",
+            **_range(1, 4096),
+        },
     )
     stream_state_ttl_hours: float = field(
         default=24.0 * 8,
@@ -230,6 +248,13 @@ class Settings:
     )
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def state_in_driver(self) -> bool:
+        """Whether the stream keeps the per-user state beside foreachBatch (stream_state)."""
+        if self.stream_state != "auto":
+            return self.stream_state == "driver"
+        return self.spark_master.strip().lower().startswith("local")
+
     @property
     def data_dir(self) -> Path:
         """The data root: ``RTFD_HOME`` or the platform's user data dir."""

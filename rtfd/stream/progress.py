@@ -30,13 +30,17 @@ class BatchStats:
     alerts: int = 0
     dead_letters: int = 0
     duplicates: int = 0
-    state_users: int | None = None  # users held in state over all buckets
+    skipped_offsets: int = 0  # offsets retention deleted before they were read (running total)
+    state_users: int | None = None  # users (cards) held in state
+    state_bytes: int | None = None  # memory of the per-user state
+    state_bytes_written: int | None = None  # bytes of state this batch wrote (redo record)
     model_version: str | None = None
     latency_p50_ms: float | None = None  # Kafka (produce) timestamp -> sink commit
     latency_p99_ms: float | None = None
     event_latency_p50_ms: float | None = None  # event timestamp -> sink commit
     event_latency_p99_ms: float | None = None
     sink_ms: float = 0.0  # time spent in the driver-side sink
+    steps_ms: dict[str, float] = field(default_factory=dict)  # the sink's phases
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class StreamProgress:
     alerts: int = 0
     dead_letters: int = 0
     duplicates: int = 0
+    skipped_offsets: int = 0
     latency_p50_ms: float | None = None
     latency_p99_ms: float | None = None
     event_latency_p50_ms: float | None = None
@@ -61,6 +66,9 @@ class StreamProgress:
     state_rows: int | None = None  # Spark state-store rows (one per bucket)
     state_memory_bytes: int | None = None
     state_users: int | None = None
+    state_bytes_written: int | None = None
+    sink_ms: float | None = None
+    steps_ms: dict[str, float] = field(default_factory=dict)
     offsets_behind: int | None = None  # Kafka lag after the batch (sum over partitions)
     model_version: str | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
@@ -75,11 +83,14 @@ class StreamProgress:
         lag = f" lag {self.offsets_behind}" if self.offsets_behind is not None else ""
         users = f" users {self.state_users}" if self.state_users is not None else ""
         model = f" model {self.model_version}" if self.model_version else ""
+        skipped = (
+            f" SKIPPED {self.skipped_offsets} offsets (retention)" if self.skipped_offsets else ""
+        )
         return (
             f"{self.query} batch {self.batch_id}: {self.input_rows} in "
             f"({self.input_rows_per_s:.0f}/s in, {self.processed_rows_per_s:.0f}/s processed) "
             f"{self.batch_duration_ms} ms, {self.rows} written, {self.alerts} alerts, "
-            f"{self.dead_letters} dead{lat}{lag}{users}{model}"
+            f"{self.dead_letters} dead{lat}{lag}{users}{model}{skipped}"
         )
 
 
@@ -105,6 +116,13 @@ class ProgressHub:
         with self._lock:
             if fn in self._observers:
                 self._observers.remove(fn)
+
+    def remove_listener_of(self, owner: object) -> None:
+        """Remove the observers made for ``owner`` (their ``engine`` attribute)."""
+        with self._lock:
+            self._observers = [
+                f for f in self._observers if getattr(f, "engine", None) is not owner
+            ]
 
     def latest(self, query: str) -> StreamProgress | None:
         with self._lock:
@@ -207,23 +225,32 @@ def from_spark_progress(query: str, progress: Any, stats: BatchStats | None) -> 
             alerts=stats.alerts,
             dead_letters=stats.dead_letters,
             duplicates=stats.duplicates,
+            skipped_offsets=stats.skipped_offsets,
+            state_bytes_written=stats.state_bytes_written,
+            sink_ms=stats.sink_ms,
+            steps_ms=dict(stats.steps_ms),
             latency_p50_ms=stats.latency_p50_ms,
             latency_p99_ms=stats.latency_p99_ms,
             event_latency_p50_ms=stats.event_latency_p50_ms,
             event_latency_p99_ms=stats.event_latency_p99_ms,
             state_users=stats.state_users,
+            state_memory_bytes=(
+                stats.state_bytes if stats.state_bytes is not None else event.state_memory_bytes
+            ),
             model_version=stats.model_version,
         )
     return event
 
 
 def make_spark_listener(
-    hub: ProgressHub, names: dict[str, str], on_terminated: Callable[[str, str | None], None]
+    hub: ProgressHub,
+    names: dict[str, str],
+    on_terminated: Callable[[str, str | None, str], None],
 ) -> Any:
     """A StreamingQueryListener that forwards progress to ``hub``.
 
-    ``names`` maps Spark query ids to rtfd query names; ``on_terminated(name, error)`` is told
-    when a query ends (error is None after a clean stop).
+    ``names`` maps Spark query ids to rtfd query names; ``on_terminated(name, error, id)`` is
+    told when a query ends (error is None after a clean stop).
 
     PySpark's own bridge rebuilds each progress event field by field over py4j (hundreds of
     calls, some resolving class names by scanning every jar on the classpath): a JVM profile at
@@ -252,7 +279,7 @@ def make_spark_listener(
         def onQueryTerminated(self, event: Any) -> None:
             try:
                 name = names.get(str(event.id)) or str(event.id)
-                on_terminated(name, event.exception)
+                on_terminated(name, event.exception, str(event.id))
             except Exception:
                 log.exception("termination listener failed")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from rtfd.config import Settings
 from rtfd.errors import ConfigError, RtfdError
-from rtfd.schemas import LABEL, TRANSACTION, Topics
+from rtfd.schemas import TRANSACTION, Topics
 from rtfd.stream.progress import Observer, ProgressHub, StreamProgress
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,7 @@ class StreamRunner:
         self._handle: Any = None
         self._queries: dict[str, Any] = {}
         self._publisher: Any = None
+        self._engine: Any = None
         self._checkpoint_lock: Any = None
         self._state_listeners: list[Callable[[RunnerState], None]] = []
         self._teardown_lock = threading.Lock()
@@ -167,12 +168,16 @@ class StreamRunner:
                 self._queries.clear()
                 handle, self._handle = self._handle, None
                 publisher, self._publisher = self._publisher, None
+                engine, self._engine = self._engine, None
                 lock, self._checkpoint_lock = self._checkpoint_lock, None
             for name, q in queries.items():
                 try:
                     q.stop()
                 except Exception as e:  # the query may be failing on its own already
                     log.warning("stopping query %s: %s", name, e)
+            if engine is not None:
+                self.hub.remove_listener_of(engine)
+                engine.stop()
             if publisher is not None:
                 publisher.close()
             if handle is not None:
@@ -329,14 +334,25 @@ class StreamRunner:
         )
         return values
 
+    def _kafka_source(self, spark: Any, topic: str) -> Any:
+        """The Kafka source both queries read: raw records, nothing parsed in Spark."""
+        options = self._kafka_options(
+            topic, max_offsets=self.settings.stream_max_offsets_per_trigger
+        )
+        return (
+            spark.readStream.format("kafka")
+            .options(**options)
+            .load()
+            .select("value", "topic", "partition", "offset", "timestamp")
+        )
+
     def _start_queries(self, spark: Any) -> None:
         from rtfd.broker import client_config
-        from rtfd.stream.batch import LabelSink, RiskTableProvider, TransactionSink
+        from rtfd.stream.engine import LabelEngine
         from rtfd.stream.progress import make_spark_listener
+        from rtfd.stream.risk import RiskTables
         from rtfd.stream.scoring import ModelHolder
         from rtfd.stream.sinks import KafkaPublisher
-        from rtfd.stream.state import apply_user_state
-        from rtfd.stream.validate import parse_records
 
         s = self.settings
         spark.conf.set("spark.sql.streaming.stopTimeout", str(STOP_TIMEOUT_MS))
@@ -345,13 +361,82 @@ class StreamRunner:
             self._publisher = publisher
         names: dict[str, str] = {}
         spark.streams.addListener(make_spark_listener(self.hub, names, self._on_terminated))
-
-        risk = RiskTableProvider(s, clock=self._clock)
+        ck_tx = self.checkpoint_dir("transactions")
+        risk = RiskTables(s, ck_tx / "rtfd" / "risk", clock=self._clock)
         risk.refresh_now()
         models = ModelHolder(s)
-        models.current()  # load (verify, unpickle) now, not in the first batch
-        ck_tx = self.checkpoint_dir("transactions")
-        buckets = self._layout(ck_tx)
+        models.current()  # load (verify) now, not in the first batch
+        if s.state_in_driver:
+            sink = self._driver_sink(spark, ck_tx, publisher, models, risk)
+        else:
+            sink = self._spark_state_sink(spark, ck_tx, publisher, models, risk)
+        stream, handler = sink
+        writer = stream.writeStream.foreachBatch(handler).option("checkpointLocation", str(ck_tx))
+        writer = writer.trigger(processingTime=f"{s.stream_trigger_s} seconds")
+        q_tx = writer.queryName(f"rtfd-{self.topics.transactions}").start()
+        names[str(q_tx.id)] = "transactions"
+        with self._lock:
+            self._queries["transactions"] = q_tx
+
+        ck_lb = self.checkpoint_dir("labels")
+        label_sink = LabelEngine(
+            s,
+            checkpoint=ck_lb,
+            dlq_topic=self.topics.dlq,
+            publisher=publisher,
+            hub=self.hub,
+            clock=self._clock,
+        )
+        q_lb = (
+            self._kafka_source(spark, self.topics.labels)
+            .writeStream.foreachBatch(label_sink)
+            .option("checkpointLocation", str(ck_lb))
+            .trigger(processingTime=f"{max(LABELS_TRIGGER_S, s.stream_trigger_s)} seconds")
+            .queryName(f"rtfd-{self.topics.labels}")
+            .start()
+        )
+        names[str(q_lb.id)] = "labels"
+        with self._lock:
+            self._queries["labels"] = q_lb
+
+    def _driver_sink(
+        self, spark: Any, checkpoint: Path, publisher: Any, models: Any, risk: Any
+    ) -> tuple[Any, Any]:
+        """Kafka -> foreachBatch, the per-user state beside it (rtfd.stream.engine)."""
+        from rtfd.stream.engine import TransactionEngine
+
+        engine = TransactionEngine(
+            self.settings,
+            checkpoint=checkpoint,
+            topic=self.topics.transactions,
+            alerts_topic=self.topics.alerts,
+            dlq_topic=self.topics.dlq,
+            publisher=publisher,
+            hub=self.hub,
+            models=models,
+            risk=risk,
+            console=self._console_writer if self.console else None,
+            clock=self._clock,
+        )
+        self._set_state("starting", "restoring the per-user state from the checkpoint")
+        report = engine.recover()
+        log.info("%s", report)
+        engine.start_background()
+        self.hub.add_listener(_committed_to(engine))
+        with self._lock:
+            self._engine = engine
+        return self._kafka_source(spark, self.topics.transactions), engine
+
+    def _spark_state_sink(
+        self, spark: Any, checkpoint: Path, publisher: Any, models: Any, risk: Any
+    ) -> tuple[Any, Any]:
+        """Kafka -> validation -> Spark's bucketed state operator -> foreachBatch (a cluster)."""
+        from rtfd.stream.batch import TransactionSink
+        from rtfd.stream.state import apply_user_state
+        from rtfd.stream.validate import parse_records
+
+        s = self.settings
+        buckets = self._layout(checkpoint)
         raw = (
             spark.readStream.format("kafka")
             .options(
@@ -369,7 +454,7 @@ class StreamRunner:
         )
         sink = TransactionSink(
             s,
-            checkpoint=ck_tx,
+            checkpoint=checkpoint,
             alerts_topic=self.topics.alerts,
             dlq_topic=self.topics.dlq,
             publisher=publisher,
@@ -379,54 +464,17 @@ class StreamRunner:
             console=self._console_writer if self.console else None,
             clock=self._clock,
         )
-        writer = scored_input.writeStream.foreachBatch(sink).option(
-            "checkpointLocation", str(ck_tx)
-        )
-        if s.stream_trigger_s > 0:
-            writer = writer.trigger(processingTime=f"{s.stream_trigger_s} seconds")
-        q_tx = writer.queryName(f"rtfd-{self.topics.transactions}").start()
-        names[str(q_tx.id)] = "transactions"
-        with self._lock:
-            self._queries["transactions"] = q_tx
+        return scored_input, sink
 
-        ck_lb = self.checkpoint_dir("labels")
-        raw_labels = (
-            spark.readStream.format("kafka")
-            .options(
-                **self._kafka_options(
-                    self.topics.labels, max_offsets=s.stream_max_offsets_per_trigger
-                )
-            )
-            .load()
-        )
-        labels = parse_records(
-            raw_labels, LABEL, max_future_s=s.stream_max_future_s, max_amount=s.stream_max_amount
-        )
-        label_sink = LabelSink(
-            s,
-            checkpoint=ck_lb,
-            dlq_topic=self.topics.dlq,
-            publisher=publisher,
-            hub=self.hub,
-            clock=self._clock,
-        )
-        q_lb = (
-            labels.writeStream.foreachBatch(label_sink)
-            .option("checkpointLocation", str(ck_lb))
-            .trigger(processingTime=f"{max(LABELS_TRIGGER_S, s.stream_trigger_s)} seconds")
-            .queryName(f"rtfd-{self.topics.labels}")
-            .start()
-        )
-        names[str(q_lb.id)] = "labels"
-        with self._lock:
-            self._queries["labels"] = q_lb
-
-    def _on_terminated(self, name: str, error: str | None) -> None:
+    def _on_terminated(self, name: str, error: str | None, query_id: str = "") -> None:
         if self._stop_requested.is_set():
             return
         with self._lock:
             if self._state.phase == "failed":
                 return  # the other query, stopped by the clean-up: keep the first reason
+            current = {str(q.id) for q in self._queries.values()}
+            if query_id and query_id not in current:
+                return  # a query of an earlier run, stopped by its clean-up (a late event)
         # An error raised in foreachBatch reaches here wrapped in py4j's "An exception was raised
         # by the Python Proxy" and a traceback: show rtfd's own one-line message when there is one.
         raised = re.findall(r"^rtfd\.errors\.\w+: (.+)$", error or "", re.M)
@@ -450,6 +498,17 @@ def ensure_stream_topics(settings: Settings, topics: StreamTopics) -> None:
     }
     specs = [TopicSpec(names[s.name], s.partitions, s.config) for s in topic_specs(settings)]
     ensure_topics(client_config(settings), specs)
+
+
+def _committed_to(engine: Any) -> Observer:
+    """A progress observer that tells the engine which transactions batch Spark committed."""
+
+    def observe(progress: StreamProgress) -> None:
+        if progress.query == "transactions":
+            engine.on_committed(progress.batch_id)
+
+    observe.engine = engine  # type: ignore[attr-defined]
+    return observe
 
 
 class _Cancelled(Exception):

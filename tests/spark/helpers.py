@@ -31,25 +31,30 @@ def read_enriched(settings: Settings, columns: str = "*") -> pd.DataFrame:
 
 
 def read_parquet_dir(directory: Path, columns: str = "*") -> pd.DataFrame:
+    """What a reader of the lake sees (rtfd.lake.visible_files: each row once)."""
     import duckdb
 
-    if not directory.exists() or next(directory.rglob("*.parquet"), None) is None:
+    from rtfd.lake import visible_files
+
+    files = visible_files(directory)
+    if not files:
         return pd.DataFrame()
-    glob = str(directory / "**" / "*.parquet")
     with duckdb.connect() as con:
         return con.execute(
-            f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true)", [glob]
+            f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true)", [files]
         ).df()
 
 
 def count_rows(directory: Path) -> int:
     import duckdb
 
-    if not directory.exists() or next(directory.rglob("*.parquet"), None) is None:
+    from rtfd.lake import visible_files
+
+    files = visible_files(directory)
+    if not files:
         return 0
-    glob = str(directory / "**" / "*.parquet")
     with duckdb.connect() as con:
-        row = con.execute("SELECT count(*) FROM read_parquet(?)", [glob]).fetchone()
+        row = con.execute("SELECT count(*) FROM read_parquet(?)", [files]).fetchone()
     return int(row[0]) if row else 0
 
 

@@ -1,0 +1,820 @@
+"""The local stream's batch engine: per-user state beside ``foreachBatch``.
+
+In local mode the query is only Kafka -> ``foreachBatch``: one stage, no shuffle, no Python
+workers, a tiny plan. Each micro-batch is collected once as Arrow and this engine does the rest
+in the driver process, where the per-user state lives (:class:`~rtfd.features.store.UserStore`,
+whose work per batch follows the batch's rows, not the users in state):
+
+1. decode and validate (:mod:`rtfd.stream.decode`; bad records become dead letters);
+2. drop re-delivered transaction ids (:class:`~rtfd.stream.durable.RecentIds`) and notice
+   offsets that retention deleted before the stream read them (counted, logged as an error,
+   shown in the status: never silent);
+3. per-user features (the one kernel), merchant-risk features, one vectorised score;
+4. durability: the enriched rows go to the redo log (:mod:`rtfd.stream.durable`) before the
+   batch returns — Spark commits only after that;
+5. alerts and dead letters to Kafka, flushed (at least once, deterministic ``alert_id``);
+6. the rows are queued for Parquet: :class:`~rtfd.lake.LakeWriter` writes committed batches
+   every few seconds and compacts in the background (exactly once, few files).
+
+Which model and which merchant-risk table score a batch is recorded (:class:`BatchLog`) before
+the batch does anything else, so a batch run again after a crash is scored by the same model
+with the same risk table: the same rows, scores and alert ids. If that model cannot be loaded
+the batch stops with a clear error instead of being scored by another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rtfd.config import Settings
+from rtfd.errors import RtfdError
+from rtfd.features.names import FEATURE_NAMES, RISK_FEATURES, USER_FEATURES
+from rtfd.features.store import UserStore
+from rtfd.schemas import LABEL, TRANSACTION
+from rtfd.stream.durable import Offsets, RecentIds, RedoLog, Snapshots, StateError
+from rtfd.stream.progress import BatchStats, ProgressHub
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from rtfd.stream.scoring import ModelHolder
+    from rtfd.stream.sinks import KafkaPublisher
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+SNAPSHOT_EVERY_S = 60.0
+FLUSH_EVERY_S = 2.0
+COMPACT_EVERY_S = 10.0
+BATCH_LOG_KEEP = 50
+# Explaining an alert costs milliseconds (SHAP on the whole model). In an alert flood a batch
+# explains at most this many, highest scores first; the others say why they have none.
+MAX_EXPLAINED_ALERTS = 2_000
+UNEXPLAINED = "explanation skipped: too many alerts in this batch"
+_TXN = TRANSACTION.names
+_SNAP_MAGIC = b"RTFDSN1\n"
+
+
+def committed_batch(checkpoint: Path) -> int | None:
+    """The last batch Spark committed in ``checkpoint`` (None: none yet)."""
+    commits = checkpoint / "commits"
+    if not commits.is_dir():
+        return None
+    ids = [int(p.name) for p in commits.iterdir() if p.name.isdigit()]
+    return max(ids) if ids else None
+
+
+def lake_id(checkpoint: Path) -> str:
+    """The id that names this checkpoint's Parquet files (8 hex digits, made once and kept in
+    ``<checkpoint>/rtfd/lake_id``): a new checkpoint writes new files, never an old one's."""
+    import secrets
+
+    path = checkpoint / "rtfd" / "lake_id"
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        if len(text) == 8 and all(c in "0123456789abcdef" for c in text):
+            return text
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = secrets.token_hex(4)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="ascii")
+    os.replace(tmp, path)
+    return text
+
+
+def refuse_other_layout(checkpoint: Path) -> None:
+    """A checkpoint written by the Spark-managed state operator (an earlier rtfd, or
+    ``stream_state = spark``) holds its state in Spark's store, not here: say so."""
+    if (checkpoint / "rtfd" / "layout.json").exists():
+        raise StateError(
+            f"the checkpoint {checkpoint} keeps its per-user state in Spark's state store "
+            "(written by an earlier rtfd or with stream_state = spark); this stream keeps it in "
+            "the driver. Set stream_state = spark to go on with it, or delete the checkpoint "
+            "directory to start the per-user features afresh (Parquet, models and topics are kept)"
+        )
+
+
+@dataclass(frozen=True)
+class Intent:
+    """What scores one batch: recorded before the batch does anything else."""
+
+    model_version: str
+    risk_version: int | None
+
+
+class BatchLog:
+    """Per-batch intents kept next to Spark's checkpoint (one small JSON file per batch)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, batch_id: int) -> Path:
+        return self.directory / f"{batch_id:012d}.json"
+
+    def read(self, batch_id: int) -> Intent | None:
+        """The batch's intent; None when there is none. An unreadable one is an error (it
+        would hide which model scored the batch)."""
+        path = self._path(batch_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as e:
+            raise StateError(
+                f"the record of which model scored batch {batch_id} ({path}) cannot be read "
+                f"({e}); delete it only if that batch's alerts may be scored by another model"
+            ) from e
+        risk = data.get("risk_version")
+        return Intent(str(data["model_version"]), None if risk is None else int(risk))
+
+    def write(self, batch_id: int, intent: Intent) -> None:
+        path = self._path(batch_id)
+        tmp = path.with_suffix(".tmp")
+        body = {"model_version": intent.model_version, "risk_version": intent.risk_version}
+        tmp.write_text(json.dumps(body), encoding="utf-8")
+        os.replace(tmp, path)
+        with contextlib.suppress(OSError):
+            self._path(batch_id - BATCH_LOG_KEEP).unlink()
+
+
+# --------------------------------------------------------------------------------------------
+# The state and its durability
+# --------------------------------------------------------------------------------------------
+@dataclass
+class DriverState:
+    """Everything a batch folds into: per-user state, recent ids, Kafka offsets."""
+
+    store: UserStore
+    ids: RecentIds
+    offsets: Offsets
+    batch_id: int  # the last batch folded (-1: none)
+
+    @classmethod
+    def empty(cls) -> DriverState:
+        return cls(UserStore(), RecentIds(), Offsets({}), -1)
+
+    def copy(self) -> DriverState:
+        return DriverState(
+            self.store.copy(), self.ids.copy(), Offsets(dict(self.offsets.next)), self.batch_id
+        )
+
+    def to_bytes(self) -> bytes:
+        import pyarrow as pa
+
+        header = json.dumps(
+            {
+                "batch_id": self.batch_id,
+                "offsets": self.offsets.next,
+                "ids_high": self.ids.high,
+                "ids_window_ms": self.ids.window_ms,
+            }
+        ).encode()
+        store = self.store.to_bytes()
+        sink = io.BytesIO()
+        table = self.ids.to_table()
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
+        with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+            writer.write_table(table)
+        ids = sink.getvalue()
+        return b"".join(
+            [
+                _SNAP_MAGIC,
+                struct.pack("<IQQ", len(header), len(store), len(ids)),
+                header,
+                store,
+                ids,
+            ]
+        )
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> DriverState:
+        import pyarrow as pa
+
+        if blob[: len(_SNAP_MAGIC)] != _SNAP_MAGIC:
+            raise ValueError("not a stream state snapshot")
+        try:
+            pos = len(_SNAP_MAGIC)
+            hlen, slen, ilen = struct.unpack_from("<IQQ", blob, pos)
+            pos += struct.calcsize("<IQQ")
+            header = json.loads(blob[pos : pos + hlen])
+            pos += hlen
+            store = UserStore.from_bytes(blob[pos : pos + slen])
+            pos += slen
+            table = pa.ipc.open_stream(pa.py_buffer(blob[pos : pos + ilen])).read_all()
+            ids = RecentIds.from_table(table, int(header["ids_high"]), int(header["ids_window_ms"]))
+            return cls(
+                store,
+                ids,
+                Offsets({str(k): int(v) for k, v in header["offsets"].items()}),
+                int(header["batch_id"]),
+            )
+        except (struct.error, KeyError, TypeError, ValueError, pa.ArrowException) as e:
+            raise ValueError(f"corrupt stream state snapshot: {e}") from e
+
+
+def redo_payload(enriched: pa.Table, meta: dict[str, Any]) -> bytes:
+    """One batch's redo record: its output rows (Arrow IPC, zstd) with ``meta`` (offsets)."""
+    import pyarrow as pa
+
+    table = enriched.replace_schema_metadata({"rtfd": json.dumps(meta)})
+    sink = io.BytesIO()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def read_redo(payload: bytes) -> tuple[pa.Table, dict[str, Any]]:
+    import pyarrow as pa
+
+    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    meta = json.loads((table.schema.metadata or {}).get(b"rtfd", b"{}"))
+    return table, meta
+
+
+# --------------------------------------------------------------------------------------------
+# The pure batch step
+# --------------------------------------------------------------------------------------------
+def enriched_arrow_schema() -> pa.Schema:
+    """Columns of enriched_transactions (``event_date`` is the Hive partition directory)."""
+    import pyarrow as pa
+
+    fields = list(TRANSACTION.arrow_schema())
+    fields += [pa.field(n, pa.float64()) for n in FEATURE_NAMES]
+    fields += [
+        pa.field("fraud_score", pa.float64()),
+        pa.field("is_fraud", pa.bool_()),
+        pa.field("model_version", pa.string()),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("kafka_offset", pa.int64()),
+        pa.field("processed_at", pa.timestamp("ms", tz="UTC")),
+    ]
+    return pa.schema(fields)
+
+
+def labels_arrow_schema() -> pa.Schema:
+    """Columns of the labels Parquet (``report_date`` is the Hive partition directory)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            *LABEL.arrow_schema(),
+            pa.field("kafka_partition", pa.int32()),
+            pa.field("kafka_offset", pa.int64()),
+        ]
+    )
+
+
+def score_rows(
+    rows: pd.DataFrame,
+    user_features: pd.DataFrame,
+    *,
+    model: Any,
+    risk: Any,
+    processed_at: datetime,
+) -> pd.DataFrame:
+    """Decoded transactions + their user features -> enriched rows: risk features, score,
+    flag. Pure: the same inputs give the same rows (tests run it on plain frames)."""
+    from rtfd.features.kernel import timestamps_ms
+
+    out = rows.reset_index(drop=True).copy()
+    for name in USER_FEATURES:
+        out[name] = user_features[name].to_numpy()
+    looked = risk.lookup_ms(
+        out["merchant_id"].to_numpy(dtype=object), timestamps_ms(out["timestamp"])
+    )
+    for name in RISK_FEATURES:
+        out[name] = np.asarray(looked[name], dtype=np.float64)
+    scores = np.asarray(model.score(out[list(model.features)]), dtype=np.float64)
+    out["fraud_score"] = scores
+    out["is_fraud"] = scores >= float(model.threshold)
+    out["model_version"] = str(model.version)
+    out["processed_at"] = processed_at
+    return out
+
+
+def explain_alerts(model: Any, flagged: pd.DataFrame) -> list[list[str]]:
+    """Reasons for each flagged row (at most :data:`MAX_EXPLAINED_ALERTS` explained)."""
+    features = flagged[list(model.features)]
+    if len(flagged) <= MAX_EXPLAINED_ALERTS:
+        return [list(r) for r in model.explain(features, top=3)]
+    order = np.argsort(-flagged["fraud_score"].to_numpy(), kind="stable")
+    chosen = order[:MAX_EXPLAINED_ALERTS]
+    reasons: list[list[str]] = [[UNEXPLAINED] for _ in range(len(flagged))]
+    for i, r in zip(chosen, model.explain(features.iloc[chosen], top=3), strict=True):
+        reasons[int(i)] = list(r)
+    log.warning(
+        "alert flood: %d alerts in one batch, %d explained", len(flagged), MAX_EXPLAINED_ALERTS
+    )
+    return reasons
+
+
+def _percentiles(values: np.ndarray) -> tuple[float | None, float | None]:
+    if len(values) == 0:
+        return None, None
+    p50, p99 = np.percentile(values, [50, 99])
+    return float(p50), float(p99)
+
+
+def kafka_columns(raw: pa.Table) -> tuple[list[bytes | None], np.ndarray, pd.DataFrame]:
+    """(values, Kafka timestamps in ms, coordinates) of a Kafka source batch, in
+    (partition, offset) order, so a replayed batch is decoded in the same order."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(raw, sort_keys=[("partition", "ascending"), ("offset", "ascending")])
+    raw = raw.take(order)
+    ts = raw.column("timestamp")
+    if pa.types.is_timestamp(ts.type):
+        ts = pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64())
+    coords = pd.DataFrame(
+        {
+            "kafka_topic": raw.column("topic").to_numpy(zero_copy_only=False),
+            "kafka_partition": raw.column("partition")
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int32),
+            "kafka_offset": raw.column("offset").to_numpy(zero_copy_only=False).astype(np.int64),
+        }
+    )
+    values = raw.column("value").to_pylist()
+    return values, ts.to_numpy(zero_copy_only=False).astype(np.int64), coords
+
+
+# --------------------------------------------------------------------------------------------
+# The engine
+# --------------------------------------------------------------------------------------------
+class TransactionEngine:
+    """``foreachBatch`` of the local transactions query (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        checkpoint: Path,
+        topic: str,
+        alerts_topic: str,
+        dlq_topic: str,
+        publisher: KafkaPublisher,
+        hub: ProgressHub,
+        models: ModelHolder,
+        risk: Any,
+        console: Callable[[str], None] | None = None,
+        clock: Clock = time.time,
+        name: str = "transactions",
+    ) -> None:
+        from rtfd.lake import LakeWriter
+
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.topic = topic
+        self.alerts_topic = alerts_topic
+        self.dlq_topic = dlq_topic
+        self.publisher = publisher
+        self.hub = hub
+        self.models = models
+        self.risk = risk
+        self.console = console
+        self.clock = clock
+        self.name = name
+        root = checkpoint / "rtfd"
+        self.redo = RedoLog(root / "redo")
+        self.snapshots = Snapshots(root / "state")
+        self.batch_log = BatchLog(root / "batches")
+        self.schema = enriched_arrow_schema()
+        refuse_other_layout(checkpoint)
+        self.lake_id = lake_id(checkpoint)
+        self.lake = LakeWriter(
+            settings.enriched_dir,
+            partition_column="event_date",
+            date_source="timestamp",
+            query=self.lake_id,
+            schema=self.schema,
+        )
+        self.state = DriverState.empty()
+        self.skipped_offsets = 0
+        self._committed = -1
+        self._last_snapshot = time.monotonic()
+        self._snapshot_thread: threading.Thread | None = None
+        self._snapshot_done = -1
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._errors: list[str] = []
+
+    # -- start: recovery ---------------------------------------------------------------------
+    def recover(self) -> str:
+        """Restore the state Spark's last committed batch left, and the Parquet it implies;
+        returns a one-line account. Raises StateError when the saved state cannot be used."""
+        t0 = time.monotonic()
+        committed = committed_batch(self.checkpoint)
+        upto = -1 if committed is None else committed
+        dropped = self.redo.discard_after(upto)
+        self.snapshots.drop_after(upto)
+        from rtfd.lake import drop_after, query_watermark
+
+        drop_after(self.settings.enriched_dir, self.lake_id, upto)
+        self.lake.flushed = query_watermark(self.settings.enriched_dir, self.lake_id)
+        snap = self.snapshots.latest(upto)
+        if snap is not None:
+            try:
+                self.state = DriverState.from_bytes(snap[1])
+            except ValueError as e:
+                raise StateError(
+                    f"the stream state snapshot of batch {snap[0]} in {self.snapshots.directory} "
+                    f"is unreadable ({e}); delete {self.checkpoint} to start the per-user "
+                    "features afresh (Parquet, models and topics are kept)"
+                ) from e
+        else:
+            self.state = DriverState.empty()
+        start = self.state.batch_id
+        replayed = rows = 0
+        flushed = -1 if self.lake.flushed is None else self.lake.flushed
+        for batch_id, payload in self.redo.records(start, upto):
+            if batch_id != self.state.batch_id + 1:
+                raise StateError(
+                    f"the redo log in {self.redo.directory} misses batch "
+                    f"{self.state.batch_id + 1} (found {batch_id}); delete {self.checkpoint} to "
+                    "start the per-user features afresh"
+                )
+            table, meta = read_redo(payload)
+            self._refold(table, meta, batch_id)
+            if batch_id > flushed and table.num_rows:
+                self.lake.add(batch_id, table.to_pandas())
+            replayed += 1
+            rows += table.num_rows
+        if self.state.batch_id != upto and committed is not None:
+            raise StateError(
+                f"Spark committed batch {upto} but the stream state reaches only batch "
+                f"{self.state.batch_id} (snapshot and redo log in {self.checkpoint / 'rtfd'}); "
+                f"delete {self.checkpoint} to start the per-user features afresh"
+            )
+        written = self.lake.flush(upto)
+        self._committed = upto
+        self._snapshot_done = snap[0] if snap else -1
+        return (
+            f"state restored: batch {upto}, {len(self.state.store):,} users "
+            f"({'snapshot ' + str(snap[0]) if snap else 'no snapshot'}, {replayed} batch(es) "
+            f"from the redo log, {rows:,} rows, features identical); {written:,} rows written to "
+            f"Parquet, {dropped} uncommitted record(s) dropped, {time.monotonic() - t0:.1f} s"
+        )
+
+    def _refold(self, table: pa.Table, meta: dict[str, Any], batch_id: int) -> None:
+        """Fold a logged batch again and check its features equal the logged ones."""
+        frame = table.to_pandas()
+        if len(frame):
+            feats = self.state.store.step(frame[_TXN])
+            for name in USER_FEATURES:
+                got, want = feats[name].to_numpy(), frame[name].to_numpy()
+                if not np.array_equal(got, want, equal_nan=True):
+                    bad = int(
+                        np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))[0]
+                    )
+                    raise StateError(
+                        f"recovery: batch {batch_id} refolded gives {name} = {got[bad]!r} for "
+                        f"transaction {frame['transaction_id'].iloc[bad]} where the stream served "
+                        f"{want[bad]!r}; the saved state is not the one the stream had. Delete "
+                        f"{self.checkpoint} to start the per-user features afresh"
+                    )
+            ids = frame["transaction_id"].to_numpy(dtype=object)
+            from rtfd.features.kernel import timestamps_ms
+
+            self.state.ids.duplicates(ids, timestamps_ms(frame["timestamp"]))
+        for key, nxt in (meta.get("offsets") or {}).items():
+            self.state.offsets.next[key] = max(int(nxt), self.state.offsets.next.get(key, 0))
+        self.state.batch_id = batch_id
+
+    # -- background work -----------------------------------------------------------------------
+    def start_background(self) -> None:
+        """The flusher: committed rows to Parquet every few seconds, compaction now and then."""
+        self._stop.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="rtfd-lake", daemon=True)
+        self._flusher.start()
+
+    def on_committed(self, batch_id: int) -> None:
+        """Spark committed ``batch_id`` (its progress event fired)."""
+        with self._lock:
+            self._committed = max(self._committed, batch_id)
+
+    def _flush_loop(self) -> None:
+        from rtfd.lake import compact
+
+        next_compact = time.monotonic() + COMPACT_EVERY_S
+        while not self._stop.wait(FLUSH_EVERY_S):
+            try:
+                with self._lock:
+                    upto = self._committed
+                self.lake.flush(upto)
+                self._prune_redo()
+                if time.monotonic() >= next_compact:
+                    for root in (self.settings.enriched_dir, self.settings.labels_dir):
+                        compact(root, until=time.monotonic() + 30.0)
+                    next_compact = time.monotonic() + COMPACT_EVERY_S
+            except Exception as e:  # a full disk: kept queued, tried again, shown meanwhile
+                log.exception("writing Parquet failed")
+                with self._lock:
+                    self._errors.append(str(e))
+
+    def _prune_redo(self) -> None:
+        flushed = self.lake.flushed
+        keep = min(self._snapshot_done, -1 if flushed is None else flushed)
+        if keep >= 0:
+            self.redo.prune(keep)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush what Spark committed, wait for a running snapshot, stop the threads."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout)
+        committed = committed_batch(self.checkpoint)
+        try:
+            if committed is not None:
+                self.lake.flush(committed)
+        except Exception:
+            log.exception("final Parquet flush failed (the next start writes it from the log)")
+        self.lake.discard()
+        if self._snapshot_thread is not None:
+            self._snapshot_thread.join(timeout)
+        self.redo.close()
+
+    def _maybe_snapshot(self) -> None:
+        if time.monotonic() - self._last_snapshot < SNAPSHOT_EVERY_S:
+            return
+        if self._snapshot_thread is not None and self._snapshot_thread.is_alive():
+            return
+        self._last_snapshot = time.monotonic()
+        copy = self.state.copy()
+        # Later records go to a new segment, so the old ones can go once the snapshot is down.
+        self.redo.close()
+        self._snapshot_thread = threading.Thread(
+            target=self._write_snapshot, args=(copy,), name="rtfd-snapshot", daemon=True
+        )
+        self._snapshot_thread.start()
+
+    def _write_snapshot(self, state: DriverState) -> None:
+        t0 = time.monotonic()
+        try:
+            self.snapshots.write(state.batch_id, state.to_bytes())
+            self._snapshot_done = state.batch_id
+            log.info(
+                "state snapshot at batch %d: %d users in %.1f s",
+                state.batch_id,
+                len(state.store),
+                time.monotonic() - t0,
+            )
+        except Exception:
+            log.exception("state snapshot failed (the redo log keeps everything meanwhile)")
+
+    # -- the batch -----------------------------------------------------------------------------
+    def __call__(self, df: Any, batch_id: int) -> None:
+        self.process(df.toArrow(), int(batch_id))
+
+    def process(self, raw: pa.Table, batch_id: int) -> BatchStats:
+        """One micro-batch: everything in the module docstring, in that order."""
+        import pyarrow as pa
+
+        from rtfd.features.kernel import timestamps_ms
+        from rtfd.stream.decode import decode
+        from rtfd.stream.sinks import alert_records, dead_letter_records, format_alert_line
+
+        t0 = time.monotonic()
+        marks: dict[str, float] = {}
+
+        def mark(step: str) -> None:
+            marks[step] = time.monotonic()
+
+        if batch_id != self.state.batch_id + 1:
+            raise StateError(
+                f"batch {batch_id} arrived but the state is at batch {self.state.batch_id}; "
+                "restart the stream (it recovers from its checkpoint)"
+            )
+        with self._lock:
+            self._committed = max(self._committed, batch_id - 1)
+        s = self.settings
+        values, kafka_ms, coords = kafka_columns(raw)
+        mark("collect")
+        intent, model, risk = self._intent(batch_id)
+        mark("model")
+        decoded = decode(
+            values,
+            kafka_ms,
+            coords,
+            TRANSACTION,
+            max_future_s=s.stream_max_future_s,
+            max_amount=s.stream_max_amount,
+        )
+        mark("decode")
+        gaps = self.state.offsets.gaps(coords)
+        for where, first, count in gaps:
+            self.skipped_offsets += count
+            log.error(
+                "%s offsets %d-%d were deleted by retention before the stream read them: %d "
+                "transaction(s) never scored (raise topic_retention_hours, or keep the stream "
+                "running)",
+                where,
+                first,
+                first + count - 1,
+                count,
+            )
+        valid = decoded.valid
+        te = timestamps_ms(valid["timestamp"]) if len(valid) else np.zeros(0, np.int64)
+        dup = self.state.ids.duplicates(valid["transaction_id"].to_numpy(dtype=object), te)
+        n_dupes = int(dup.sum())
+        if n_dupes:
+            valid = valid[~dup].reset_index(drop=True)
+            log.warning("batch %d: dropped %d duplicate transaction(s)", batch_id, n_dupes)
+        mark("dedup")
+        feats = self.state.store.step(valid[_TXN])
+        mark("features")
+        now = datetime.fromtimestamp(self.clock(), tz=UTC)
+        enriched = score_rows(valid, feats, model=model, risk=risk, processed_at=now)
+        mark("score")
+        table = pa.Table.from_pandas(
+            enriched[self.schema.names], schema=self.schema, preserve_index=False, safe=False
+        )
+        meta = {"offsets": self.state.offsets.next, "model": intent.model_version}
+        state_bytes = self.redo.append(batch_id, redo_payload(table, meta))
+        self.state.batch_id = batch_id
+        mark("redo")
+        self.lake.add(batch_id, enriched)
+        alerts: list[dict[str, Any]] = []
+        flagged = enriched[enriched["is_fraud"]]
+        if len(flagged):
+            reasons = explain_alerts(model, flagged)
+            mark("explain")
+            alerts = alert_records(
+                flagged,
+                reasons,
+                model_version=intent.model_version,
+                threshold=float(model.threshold),
+                scored_at=now,
+            )
+            self.publisher.send(self.alerts_topic, ((a["transaction_id"], a) for a in alerts))
+        if len(decoded.dead):
+            records = dead_letter_records(decoded.dead, seen_at=now)
+            self.publisher.send(
+                self.dlq_topic,
+                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records),
+            )
+        if alerts or len(decoded.dead):
+            self.publisher.flush()
+            mark("flush")
+        committed_ms = self.clock() * 1000.0
+        lat50 = lat99 = ev50 = ev99 = None
+        if len(enriched):
+            lat50, lat99 = _percentiles(committed_ms - timestamps_ms(enriched["kafka_ts"]))
+            ev50, ev99 = _percentiles(committed_ms - timestamps_ms(enriched["timestamp"]))
+        if self.console is not None:
+            for a in alerts:
+                self.console(format_alert_line(a))
+        self._maybe_snapshot()
+        with self._lock:
+            errors, self._errors = self._errors, []
+        for e in errors:
+            raise RtfdError(f"writing Parquet: {e}", title="Parquet")
+        steps: dict[str, float] = {}
+        last = t0
+        for step, at in marks.items():
+            steps[step] = round(1000 * (at - last), 2)
+            last = at
+        stats = BatchStats(
+            query=self.name,
+            batch_id=batch_id,
+            rows=len(enriched),
+            alerts=len(alerts),
+            dead_letters=len(decoded.dead),
+            duplicates=n_dupes,
+            skipped_offsets=self.skipped_offsets,
+            state_users=len(self.state.store),
+            state_bytes=self.state.store.nbytes,
+            state_bytes_written=state_bytes,
+            model_version=intent.model_version,
+            latency_p50_ms=lat50,
+            latency_p99_ms=lat99,
+            event_latency_p50_ms=ev50,
+            event_latency_p99_ms=ev99,
+            sink_ms=(time.monotonic() - t0) * 1000.0,
+            steps_ms=steps,
+        )
+        # scripts/bench_common.py reads this line: keep its shape.
+        log.info(
+            "batch %d: %d rows, %d alerts, %d dead, %.0f ms (%s ms)",
+            batch_id,
+            len(enriched),
+            len(alerts),
+            len(decoded.dead),
+            stats.sink_ms,
+            ", ".join(f"{k} {v:.1f}" for k, v in steps.items()),
+        )
+        self.hub.record_batch(stats)
+        return stats
+
+    def _intent(self, batch_id: int) -> tuple[Intent, Any, Any]:
+        """The model and risk table of a batch: the recorded ones on a replay, else the current
+        ones (recorded now)."""
+        recorded = self.batch_log.read(batch_id)
+        if recorded is not None:
+            try:
+                model = self.models.get(recorded.model_version)
+            except Exception as e:
+                raise StateError(
+                    f"batch {batch_id} was scored by model {recorded.model_version}, which cannot "
+                    f"be loaded now ({e}); it must score the batch again so that the same alerts "
+                    f"go out: restore that version in {self.settings.models_dir}"
+                ) from e
+            return recorded, model, self.risk.table_version(recorded.risk_version)
+        model = self.models.current()
+        version, table = self.risk.current()
+        intent = Intent(str(model.version), version)
+        self.batch_log.write(batch_id, intent)
+        return intent, model, table
+
+
+class LabelEngine:
+    """``foreachBatch`` of the labels query: valid labels to Parquet (one file per batch and
+    report date, named by the batch: a replay rewrites the same files — exactly once; the
+    compactor merges them), the rest to the DLQ."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        checkpoint: Path,
+        dlq_topic: str,
+        publisher: KafkaPublisher,
+        hub: ProgressHub,
+        clock: Clock = time.time,
+        name: str = "labels",
+    ) -> None:
+        self.settings = settings
+        self.checkpoint = checkpoint
+        self.dlq_topic = dlq_topic
+        self.publisher = publisher
+        self.hub = hub
+        self.clock = clock
+        self.name = name
+        self.schema = labels_arrow_schema()
+        self.lake_id = lake_id(checkpoint)
+
+    def __call__(self, df: Any, batch_id: int) -> None:
+        self.process(df.toArrow(), int(batch_id))
+
+    def process(self, raw: pa.Table, batch_id: int) -> BatchStats:
+        import pyarrow as pa
+
+        from rtfd.lake import file_name, write_file
+        from rtfd.stream.decode import decode
+        from rtfd.stream.sinks import dead_letter_records
+
+        s = self.settings
+        values, kafka_ms, coords = kafka_columns(raw)
+        decoded = decode(
+            values,
+            kafka_ms,
+            coords,
+            LABEL,
+            max_future_s=s.stream_max_future_s,
+            max_amount=s.stream_max_amount,
+        )
+        valid = decoded.valid
+        if len(valid):
+            dates = valid["reported_at"].dt.strftime("%Y-%m-%d")
+            name = file_name(self.lake_id, batch_id, batch_id)
+            for date, part in valid.groupby(dates, sort=True):
+                table = pa.Table.from_pandas(
+                    part[self.schema.names], schema=self.schema, preserve_index=False, safe=False
+                )
+                write_file(s.labels_dir / f"report_date={date}", name, table)
+        if len(decoded.dead):
+            records = dead_letter_records(
+                decoded.dead, seen_at=datetime.fromtimestamp(self.clock(), tz=UTC)
+            )
+            self.publisher.send(
+                self.dlq_topic,
+                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records),
+            )
+            self.publisher.flush()
+        stats = BatchStats(
+            query=self.name, batch_id=batch_id, rows=len(valid), dead_letters=len(decoded.dead)
+        )
+        self.hub.record_batch(stats)
+        return stats
