@@ -206,7 +206,7 @@ def readme_table(report: dict[str, Any]) -> str:
         f"{s['test_days']} days test; {first['metrics']['n_test']:,} test transactions, "
         f"{_percent(first['details']['fraud_rate_test'])} fraud), written by `just report` on "
         f"{report['date'][:10]} from [docs/backtest.json](docs/backtest.json); what each figure "
-        "means: [docs/ml.md](docs/ml.md#5-backtest--rtfd-backtest):",
+        "means: [docs/ml.md](docs/ml.md#what-the-figures-mean):",
         "",
         "| algorithm | ROC AUC | average precision | AP ÷ fraud rate | card precision@100 "
         "| precision | recall |",

@@ -8,6 +8,7 @@ import functools
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +28,7 @@ def report_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location("rtfd_report_script", ROOT / "scripts/report.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
