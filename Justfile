@@ -71,3 +71,7 @@ doctor: install
 # Chaos campaign: kill -9 the stream and the broker under load, audit, rewrite docs/reliability.md
 chaos: install
     {{bin}}/python scripts/chaos.py
+
+# Backtest each algorithm on 60 simulated days; rewrite docs/backtest.json, plots, README/ml tables
+report *args: install
+    {{bin}}/python scripts/report.py {{args}}

@@ -27,8 +27,24 @@ def history() -> pd.DataFrame:
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 boosting rounds instead of 300 keep the tests fast; IsolationForest keeps its 200
+    trees (with 50 its figures move with the forest's seed more than the gates allow)."""
     monkeypatch.setattr(models, "XGB_ROUNDS", 60)
-    monkeypatch.setattr(models, "IFOREST_TREES", 50)
+
+
+# What each algorithm must reach on history() (seed 3; 7 days train, 2 delay, 3 test: 1.65 %
+# fraud), model seed 42. Measured on 2026-12-04: the figure at seed 42, min–max over model seeds
+# 42, 1–9 on the same data, then at seed 42 with one feature family zeroed in the kernel's output
+# (velocity / amount / location; a scratch run, never committed). Each gate is the minimum over
+# seeds less 0.01–0.04; zeroing the velocity features fails every gate.
+QUALITY_GATES: dict[str, dict[str, float]] = {
+    # average_precision: 0.653, 0.653–0.699; zeroed 0.548 / 0.505 / 0.509
+    # auc_roc: 0.976, 0.970–0.976; zeroed 0.949 / 0.920 / 0.960
+    "xgboost": {"average_precision": 0.62, "auc_roc": 0.96},
+    # average_precision: 0.627, 0.593–0.629; zeroed 0.350 / 0.552 / 0.601
+    # auc_roc: 0.945, 0.937–0.948; zeroed 0.911 / 0.898 / 0.940
+    "iforest": {"average_precision": 0.55, "auc_roc": 0.925},
+}
 
 
 def test_default_windows_end_with_the_data() -> None:
@@ -59,9 +75,9 @@ def test_backtest_reports_holdout_metrics_and_plots(algo: str, tmp_path: Path) -
     ts = history()["timestamp"]
     assert m["n_train"] == ((ts >= w.train_start) & (ts < w.train_end)).sum()
     assert m["n_test"] == ((ts >= w.test_start) & (ts < w.test_end)).sum()
-    fraud_rate = result.details["fraud_rate_test"]
-    assert m["average_precision"] > 5 * fraud_rate
-    assert 0.5 < m["auc_roc"] <= 1.0
+    for name, gate in QUALITY_GATES[algo].items():
+        assert m[name] >= gate, f"{algo} {name} {m[name]:.3f} < {gate}"
+    assert m["auc_roc"] <= 1.0
     assert 0.0 <= m["card_precision_at_100"] <= 1.0
     assert 0.0 < m["threshold"] <= 1.0
     assert {p.name for p in result.plots} == {
@@ -88,7 +104,12 @@ def test_backtest_cli_on_a_csv_without_location(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads(out.read_text())
     assert list(report) == list(JSON_KEYS)
-    assert report["average_precision"] > 0.05
+    # Logistic regression without locations, model seed 42 (the settings default). Measured on
+    # 2026-12-04 as QUALITY_GATES above: average precision 0.564, 0.550–0.568 over model seeds,
+    # 0.201 / 0.477 with velocity / amount features zeroed (locations are absent already);
+    # ROC AUC 0.929, 0.927–0.931, zeroed 0.855 / 0.850.
+    assert report["average_precision"] >= 0.50
+    assert report["auc_roc"] >= 0.91
 
 
 def test_backtest_cli_refuses_a_file_without_labels(

@@ -37,8 +37,32 @@ def small_history() -> pd.DataFrame:
 
 @pytest.fixture(autouse=True)
 def fewer_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 boosting rounds instead of 300 keep the tests fast. IsolationForest keeps its 200
+    trees: with 50, its average precision moved by ±0.07 with the forest's seed, more than the
+    quality gates below can allow."""
     monkeypatch.setattr(models, "XGB_ROUNDS", 60)
-    monkeypatch.setattr(models, "IFOREST_TREES", 50)
+
+
+# What each algorithm must reach on small_history() (seed 7) with model seed 42, the settings
+# default. Measured on 2026-12-04: the figure at seed 42, then min–max over model seeds
+# 42, 1–9 (same data; the forest's and the sampler's randomness is the noise a fixed-seed test
+# sees when a library changes its draws), then at seed 42 with one feature family zeroed in the
+# kernel's output (velocity / amount / location, a scratch run, never committed). Each gate is
+# the minimum over seeds less about 0.02; every algorithm fails at least one gate with any of
+# the three families zeroed. ROC AUC saturates near 0.98 here: it catches amount and location,
+# not velocity, which the average precision catches.
+QUALITY_GATES: dict[str, dict[str, float]] = {
+    # ap_last_3000: 0.725, 0.690–0.725; zeroed 0.629 / 0.606 / 0.456
+    # validation_auc: 0.988, 0.986–0.990; zeroed 0.987 / 0.961 / 0.953
+    "xgboost": {"ap_last_3000": 0.67, "validation_auc": 0.975},
+    # ap_last_3000: 0.621, 0.598–0.621; zeroed 0.598 / 0.595 / 0.407
+    # validation_auc: 0.984, 0.982–0.984; zeroed 0.981 / 0.962 / 0.920
+    # validation_ap: 0.822, 0.810–0.824; zeroed 0.730 / 0.739 / 0.611
+    "logreg": {"ap_last_3000": 0.58, "validation_auc": 0.97, "validation_ap": 0.78},
+    # ap_last_3000: 0.621, 0.568–0.621; zeroed 0.475 / 0.553 / 0.395
+    # validation_auc: 0.967, 0.960–0.971; zeroed 0.966 / 0.946 / 0.865
+    "iforest": {"ap_last_3000": 0.54, "validation_auc": 0.95},
+}
 
 
 @pytest.fixture
@@ -57,12 +81,17 @@ def test_each_algorithm_trains_registers_and_scores(settings: Settings, algo: st
     scores = model.score(feats)
     assert scores.shape == (3000,) and scores.min() >= 0.0 and scores.max() <= 1.0
     assert scores.dtype == np.float64
-    labels = feats["label"].to_numpy()
-    assert ranking_metrics(labels, scores)["average_precision"] > 5 * labels.mean()
+    labels = feats["label"].to_numpy()  # 3.6 % fraud
+    figures = {
+        "ap_last_3000": ranking_metrics(labels, scores)["average_precision"],
+        "validation_auc": result.metrics["auc_roc"],
+        "validation_ap": result.metrics["average_precision"],
+    }
+    for name, gate in QUALITY_GATES[algo].items():
+        assert figures[name] >= gate, f"{algo} {name} {figures[name]:.3f} < {gate}"
     reasons = model.explain(feats.iloc[:50])
     assert len(reasons) == 50 and all(len(r) <= 3 for r in reasons)
     assert any(reasons) and all(isinstance(p, str) and p for r in reasons for p in r)
-    assert result.metrics["auc_roc"] > 0.8
     if algo == "iforest":
         assert model.calibration is not None
         assert model.calibration["max"] > model.calibration["min"]
