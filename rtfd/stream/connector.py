@@ -1,14 +1,15 @@
-"""Spark's own Kafka connector (``spark-sql-kafka-0-10``), resolved once and cached.
+"""Spark's own Kafka connector (``spark-sql-kafka-0-10``), resolved once, verified and cached.
 
 The pyspark wheel carries no Kafka jars. The first start resolves the connector from Maven Central
 with the Ivy that ships inside pyspark (Ivy cache under ``<cache>/ivy``) and copies the jars that
-pyspark does not already have into ``<cache>/jars/spark-kafka-<pyspark version>/``; a marker file
-lists them, so every later start passes them as ``spark.jars`` and needs no network at all.
+pyspark does not already have into ``<cache>/jars/spark-kafka-<pyspark version>/``. Each is checked
+against the checksums Maven Central publishes and, for the pinned pyspark, against the SHA-256
+values below (:mod:`rtfd.checksums`); only then is the marker written. Every later start re-hashes
+the cached jars, passes them as ``spark.jars`` and needs no network at all.
 
-The connector version should equal pyspark's. When Maven Central has no such release (pyspark
-4.3.0's connector is not published there at the time of writing), the newest fallback release of
-the same major version is used and a warning says so: the Kafka source's public surface has been
-stable across 4.x minor releases, and the spark tests exercise it end to end.
+The connector version must equal pyspark's exactly: it is compiled against Spark's internal APIs,
+which change between releases. Maven Central publishes it only up to 4.2.0, which is why rtfd pins
+pyspark to 4.2.0; a pyspark whose connector cannot be resolved is an error, never a substitute.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rtfd import checksums
+from rtfd.checksums import (
+    Coordinate,
+    flatten_layout,
+    retry_hint,
+    verify_cached,
+    verify_downloads,
+    write_marker,
+)
 from rtfd.config import Settings
 from rtfd.errors import DependencyMissing
 
@@ -28,10 +38,28 @@ log = logging.getLogger(__name__)
 SCALA = "2.13"
 ARTIFACT = f"spark-sql-kafka-0-10_{SCALA}"
 GROUP = "org.apache.spark"
-# Tried in order after the exact pyspark version, newest first.
-FALLBACK_VERSIONS = ("4.2.0",)
-MARKER = ".complete"
-MAVEN_CENTRAL = "https://repo1.maven.org/maven2/"
+# The pyspark release pyproject.toml pins: the newest whose connector Maven Central publishes.
+PINNED_PYSPARK = "4.2.0"
+
+# SHA-256 of every connector jar kept for a pyspark version (those pyspark does not ship). Taken
+# from the jars Ivy downloaded from Maven Central and checked against every checksum Central
+# publishes for them: .sha1 for all 4, .sha256 for 3, .sha512 for 1.
+PINNED_SHA256: dict[str, dict[str, str]] = {
+    PINNED_PYSPARK: {
+        "org.apache.commons:commons-pool2:2.13.1": (
+            "f77a5060d6936a9144023584232f9de3f2248f1abfe156e9d31795f18770674f"
+        ),
+        "org.apache.kafka:kafka-clients:3.9.2": (
+            "014b4ef36884478a932641818b080c36a8f8e2e92dc771e800c9d2694f4f83d8"
+        ),
+        "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0": (
+            "64539c45e5d39f7ddb747312c239f38f5208d08c1a0ddf7d70beb2fbd9373705"
+        ),
+        "org.apache.spark:spark-token-provider-kafka-0-10_2.13:4.2.0": (
+            "641c7947afc8aa1189e433b7c2d305293993c8691bc1c2062d6d4f513b12518c"
+        ),
+    },
+}
 
 # Everything the connector pulls in that pyspark already ships: excluded so the resolution is
 # small (no 50 MB Hadoop client) and no second copy of a class lands on the classpath.
@@ -89,34 +117,26 @@ def connector_dir(settings: Settings) -> Path:
 
 
 def cached_connector_jars(settings: Settings) -> list[Path] | None:
-    """The cached jar list, or None when the connector has not been resolved yet."""
-    marker = connector_dir(settings) / MARKER
-    if not marker.exists():
-        return None
-    lines = marker.read_text(encoding="utf-8").splitlines()
-    jars = [connector_dir(settings) / name for name in lines[1:] if name.strip()]
-    if not jars or not all(j.exists() for j in jars):
-        return None
-    return jars
+    """The cached jars after re-hashing them, or None when the connector is not resolved yet.
 
-
-def connector_version(settings: Settings) -> str | None:
-    """The connector release that was resolved (first line of the marker), if any."""
-    marker = connector_dir(settings) / MARKER
-    if not marker.exists():
+    Raises :class:`rtfd.checksums.JarChecksumError` when a cached jar was altered.
+    """
+    version = pyspark_version()
+    directory = connector_dir(settings)
+    marker = verify_cached(directory, version=version, pinned=PINNED_SHA256.get(version))
+    if marker is None:
         return None
-    first = marker.read_text(encoding="utf-8").splitlines()[:1]
-    return first[0].strip() if first else None
+    return [directory / jar.name for jar in marker.jars]
 
 
 def ensure_connector(settings: Settings) -> list[Path]:
-    """Return the connector's jars, resolving them from Maven Central the first time."""
-    jars = cached_connector_jars(settings)
-    if jars is not None:
-        return jars
+    """Return the connector's jars, resolving them from Maven Central the first time.
+
+    The cache is re-verified under the download lock, so a concurrent first download is never
+    mistaken for tampering.
+    """
     from rtfd.locks import file_lock
 
-    settings.jars_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(
         settings.jars_dir / ".spark-kafka.lock", what="the Spark Kafka connector download"
     ):
@@ -135,57 +155,74 @@ def _resolve(settings: Settings) -> list[Path]:
         raise DependencyMissing(
             "cannot resolve Spark's Kafka connector: Java 17+ and pyspark's Ivy jar are needed"
         )
-    wanted = pyspark_version()
-    candidates = [wanted, *[v for v in FALLBACK_VERSIONS if v != wanted]]
+    version = pyspark_version()
+    pinned = PINNED_SHA256.get(version)
+    target = connector_dir(settings)
     print(
-        f"rtfd: resolving Spark's Kafka connector ({ARTIFACT}) from Maven Central "
-        f"(once) into {connector_dir(settings)} ...",
+        f"rtfd: resolving Spark's Kafka connector ({ARTIFACT} {version}) from Maven Central "
+        f"(once) into {target} ...",
         file=sys.stderr,
         flush=True,
     )
-    errors: list[str] = []
-    for version in candidates:
-        staging = Path(tempfile.mkdtemp(prefix="spark-kafka-", dir=settings.jars_dir))
+    if pinned is None:
+        note = (
+            f"pyspark {version} is not the version rtfd pins ({PINNED_PYSPARK}); the connector's "
+            "jars are checked against Maven Central's published checksums only"
+        )
+        log.warning(note)
+        print(f"rtfd: {note}.", file=sys.stderr, flush=True)
+    ivy_cache = settings.cache_root / "ivy"
+    staging = Path(tempfile.mkdtemp(prefix="spark-kafka-", dir=settings.jars_dir))
+    try:
         try:
-            names = _ivy_retrieve(java, ivy_jar, settings.cache_root / "ivy", staging, version)
+            found = _ivy_retrieve(java, ivy_jar, ivy_cache, staging, version)
         except DependencyMissing as e:
-            errors.append(f"{version}: {e}")
-            shutil.rmtree(staging, ignore_errors=True)
-            continue
-        if version != wanted:
-            log.warning(
-                "%s %s is not on Maven Central; using %s with pyspark %s",
-                ARTIFACT,
-                wanted,
-                version,
-                wanted,
+            raise DependencyMissing(
+                f"Spark's Kafka connector {GROUP}:{ARTIFACT}:{version} could not be resolved from "
+                f"Maven Central ({e}); it must match pyspark {version} exactly, which is why rtfd "
+                f"pins pyspark to {PINNED_PYSPARK}: reinstall rtfd's dependencies, or check the "
+                "network or proxy"
+            ) from e
+
+        def forget(coordinate: Coordinate) -> None:
+            # Ivy would otherwise hand the retry the same bytes from its cache.
+            shutil.rmtree(
+                ivy_cache / "cache" / coordinate.group / coordinate.artifact, ignore_errors=True
             )
-            print(
-                f"rtfd: {ARTIFACT} {wanted} is not published; using {version} instead.",
-                file=sys.stderr,
-                flush=True,
-            )
+
+        print(
+            f"rtfd: checking {len(found)} jars against their checksums ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        jars = verify_downloads(
+            found,
+            pinned=pinned,
+            what=f"{ARTIFACT} {version}",
+            hint=retry_hint(settings.jars_dir),
+            forget=forget,
+        )
         out = staging / "jars"
-        (out / MARKER).write_text(version + "\n" + "\n".join(names) + "\n", encoding="utf-8")
-        target = connector_dir(settings)
+        write_marker(out, version, jars, pinned=pinned is not None)
         if target.exists():
             shutil.rmtree(target)
         out.rename(target)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        log.info("Spark Kafka connector %s cached in %s: %s", version, target, names)
-        return [target / n for n in names]
-    raise DependencyMissing(
-        f"could not resolve {GROUP}:{ARTIFACT} from Maven Central (tried "
-        f"{', '.join(candidates)}); is it reachable? Last error: {errors[-1] if errors else '?'}"
-    )
+    names = [j.name for j in jars]
+    log.info("Spark Kafka connector %s verified and cached in %s: %s", version, target, names)
+    return [target / n for n in names]
 
 
-def _ivy_retrieve(java: str, ivy_jar: Path, cache: Path, staging: Path, version: str) -> list[str]:
-    """Resolve one connector version into ``staging/jars``; return the jar names kept."""
+def _ivy_retrieve(
+    java: str, ivy_jar: Path, cache: Path, staging: Path, version: str
+) -> list[tuple[Path, Coordinate]]:
+    """Resolve the connector into ``staging/jars``; return the jars kept, with coordinates."""
     cache.mkdir(parents=True, exist_ok=True)
     settings_xml = staging / "ivysettings.xml"
     settings_xml.write_text(
-        _IVY_SETTINGS.format(cache=cache / "cache", root=MAVEN_CENTRAL), encoding="utf-8"
+        _IVY_SETTINGS.format(cache=cache / "cache", root=checksums.MAVEN_CENTRAL),
+        encoding="utf-8",
     )
     module_xml = staging / "ivy.xml"
     excludes = "\n".join(f'      <exclude org="{org}"/>' for org in _EXCLUDED_ORGS)
@@ -193,7 +230,7 @@ def _ivy_retrieve(java: str, ivy_jar: Path, cache: Path, staging: Path, version:
         _IVY_MODULE.format(group=GROUP, artifact=ARTIFACT, version=version, excludes=excludes),
         encoding="utf-8",
     )
-    retrieved = staging / "retrieved"
+    layout = staging / "retrieved"
     cmd = [
         java,
         "-jar",
@@ -208,7 +245,10 @@ def _ivy_retrieve(java: str, ivy_jar: Path, cache: Path, staging: Path, version:
         "jar",
         "-warn",
         "-retrieve",
-        str(retrieved / "[organisation]_[artifact]-[revision](-[classifier]).[ext]"),
+        str(
+            layout
+            / "[organisation]/[artifact]/[revision]/[artifact]-[revision](-[classifier]).[ext]"
+        ),
     ]
     try:
         proc = subprocess.run(
@@ -220,17 +260,16 @@ def _ivy_retrieve(java: str, ivy_jar: Path, cache: Path, staging: Path, version:
         tail = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
         raise DependencyMissing("ivy resolve failed: " + " | ".join(tail[-3:]))
     shipped = {_artifact_of(p.name) for p in pyspark_jars_dir().glob("*.jar")}
-    out = staging / "jars"
-    out.mkdir()
     kept = []
-    for jar in sorted(retrieved.glob("*.jar")):
-        # Names are "<org>_<artifact>-<rev>.jar"; pyspark's are "<artifact>-<rev>.jar".
-        artifact = _artifact_of(jar.name.split("_", 1)[1] if "_" in jar.name else jar.name)
-        if artifact in shipped:
+    for path, coordinate in flatten_layout(layout, staging / "flat"):
+        if coordinate.artifact in shipped:
             continue
-        jar.rename(out / jar.name)
-        kept.append(jar.name)
-    if not any(ARTIFACT in k for k in kept):
+        # "<org>_<file>", the names this cache has always used.
+        dest = staging / "jars" / f"{coordinate.group}_{path.name}"
+        dest.parent.mkdir(exist_ok=True)
+        path.rename(dest)
+        kept.append((dest, coordinate))
+    if not any(c.artifact == ARTIFACT for _, c in kept):
         raise DependencyMissing(f"{ARTIFACT} {version}: no connector jar retrieved")
     return kept
 
