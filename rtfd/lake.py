@@ -280,49 +280,41 @@ class LakeWriter:
         self.query = query[:8]
         self.schema = schema
         self._lock = threading.Lock()
-        self._pending: list[tuple[int, object]] = []  # (batch id, pandas frame)
+        self._pending: list[tuple[int, pa.Table]] = []  # (batch id, rows)
         self.flushed: int | None = query_watermark(root, query)
 
     @property
     def pending_rows(self) -> int:
         with self._lock:
-            return sum(len(f) for _, f in self._pending)  # type: ignore[misc, arg-type]
+            return sum(t.num_rows for _, t in self._pending)
 
-    @property
-    def oldest_pending(self) -> int | None:
+    def add(self, batch_id: int, table: pa.Table) -> None:
+        """Queue one batch's rows (an Arrow table with the schema's columns)."""
         with self._lock:
-            return self._pending[0][0] if self._pending else None
-
-    def add(self, batch_id: int, frame: object) -> None:
-        """Queue one batch's rows (a pandas frame with the schema's columns)."""
-        with self._lock:
-            self._pending.append((batch_id, frame))
+            self._pending.append((batch_id, table))
 
     def flush(self, upto: int) -> int:
         """Write the queued batches up to ``upto`` (committed ones); returns the rows written.
         A failed write keeps them queued (retried at the next flush)."""
-        import pandas as pd
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         with self._lock:
-            take = [(b, f) for b, f in self._pending if b <= upto]
+            take = [(b, t) for b, t in self._pending if b <= upto]
         if not take:
             return 0
         first, last = take[0][0], take[-1][0]
-        frames = [f for _, f in take if len(f)]  # type: ignore[arg-type]
+        tables = [t.select(self.schema.names) for _, t in take if t.num_rows]
         rows = 0
-        if frames:
-            frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            assert isinstance(frame, pd.DataFrame)
-            dates = frame[self.date_source].dt.strftime("%Y-%m-%d")
+        if tables:
+            table = pa.concat_tables(tables).combine_chunks()
+            dates = pc.strftime(table.column(self.date_source), format="%Y-%m-%d")
             name = file_name(self.query, first, last)
-            for date, part in frame.groupby(dates, sort=True):
-                table = pa.Table.from_pandas(
-                    part[self.schema.names], schema=self.schema, preserve_index=False, safe=False
-                )
-                rows += write_file(self.root / f"{self.partition_column}={date}", name, table)
+            for date in sorted(set(dates.to_pylist())):
+                part = table.filter(pc.equal(dates, date))
+                rows += write_file(self.root / f"{self.partition_column}={date}", name, part)
         with self._lock:
-            self._pending = [(b, f) for b, f in self._pending if b > last]
+            self._pending = [(b, t) for b, t in self._pending if b > last]
             self.flushed = last if self.flushed is None else max(self.flushed, last)
         return rows
 

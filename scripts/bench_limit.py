@@ -247,6 +247,7 @@ class LimitPipeline:
             reasons = model.explain(flagged[list(model.features)], top=3)
             alerts = alert_records(
                 flagged,
+                flagged["fraud_score"].to_numpy(),
                 [list(r) for r in reasons],
                 model_version=str(model.version),
                 threshold=float(model.threshold),

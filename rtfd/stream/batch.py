@@ -239,6 +239,7 @@ class TransactionSink:
                 marks["explain"] = time.monotonic()
                 alerts = alert_records(
                     flagged,
+                    flagged["fraud_score"].to_numpy(),
                     reasons,
                     model_version=model_version,
                     threshold=threshold,

@@ -349,15 +349,20 @@ class Offsets:
         out: list[tuple[str, int, int]] = []
         if not len(coords):
             return out
-        grouped = coords.groupby(["kafka_topic", "kafka_partition"])["kafka_offset"].agg(
-            ["min", "max"]
-        )
-        for (topic, part), row in grouped.iterrows():
-            k = self.key(str(topic), int(part))
-            expected = self.next.get(k)
-            if expected is not None and int(row["min"]) > expected:
-                out.append((k, expected, int(row["min"]) - expected))
-            self.next[k] = max(int(row["max"]) + 1, self.next.get(k, 0))
+        parts = coords["kafka_partition"].to_numpy()
+        offs = coords["kafka_offset"].to_numpy()
+        topics = coords["kafka_topic"].to_numpy(dtype=object)
+        for topic in dict.fromkeys(topics.tolist()):
+            in_topic = topics == topic if len(set(topics.tolist())) > 1 else slice(None)
+            p, o = parts[in_topic], offs[in_topic]
+            for part in np.unique(p).tolist():
+                mine = o[p == part]
+                k = self.key(str(topic), int(part))
+                lo, hi = int(mine.min()), int(mine.max())
+                expected = self.next.get(k)
+                if expected is not None and lo > expected:
+                    out.append((k, expected, lo - expected))
+                self.next[k] = max(hi + 1, self.next.get(k, 0))
         return out
 
     def to_json(self) -> str:

@@ -284,6 +284,17 @@ def labels_arrow_schema() -> pa.Schema:
     )
 
 
+@dataclass
+class Scored:
+    """One batch scored: the enriched rows (Arrow, the Parquet schema), and what the alerts
+    need without going back through pandas."""
+
+    table: pa.Table
+    features: pd.DataFrame  # FEATURE_NAMES, one row per table row
+    scores: np.ndarray
+    flagged: np.ndarray  # row indices at or above the threshold
+
+
 def score_rows(
     rows: pd.DataFrame,
     user_features: pd.DataFrame,
@@ -291,39 +302,63 @@ def score_rows(
     model: Any,
     risk: Any,
     processed_at: datetime,
-) -> pd.DataFrame:
+    schema: pa.Schema,
+) -> Scored:
     """Decoded transactions + their user features -> enriched rows: risk features, score,
     flag. Pure: the same inputs give the same rows (tests run it on plain frames)."""
+    import pandas as pd
+    import pyarrow as pa
+
     from rtfd.features.kernel import timestamps_ms
 
-    out = rows.reset_index(drop=True).copy()
-    for name in USER_FEATURES:
-        out[name] = user_features[name].to_numpy()
-    looked = risk.lookup_ms(
-        out["merchant_id"].to_numpy(dtype=object), timestamps_ms(out["timestamp"])
+    n = len(rows)
+    x = user_features[FEATURE_NAMES].to_numpy(dtype=np.float64, copy=True)
+    if n:
+        looked = risk.lookup_ms(
+            rows["merchant_id"].to_numpy(dtype=object), timestamps_ms(rows["timestamp"])
+        )
+        for name in RISK_FEATURES:
+            x[:, FEATURE_NAMES.index(name)] = looked[name]
+    features = pd.DataFrame(x, columns=FEATURE_NAMES, copy=False)
+    scores = (
+        np.asarray(model.score(features), dtype=np.float64) if n else np.zeros(0, dtype=np.float64)
     )
-    for name in RISK_FEATURES:
-        out[name] = np.asarray(looked[name], dtype=np.float64)
-    scores = np.asarray(model.score(out[list(model.features)]), dtype=np.float64)
-    out["fraud_score"] = scores
-    out["is_fraud"] = scores >= float(model.threshold)
-    out["model_version"] = str(model.version)
-    out["processed_at"] = processed_at
-    return out
+    flags = scores >= float(model.threshold)
+    columns: dict[str, Any] = {f: rows[f].to_numpy() for f in _TXN}
+    columns["timestamp"] = rows["timestamp"].array
+    for j, name in enumerate(FEATURE_NAMES):
+        columns[name] = x[:, j]
+    columns["fraud_score"] = scores
+    columns["is_fraud"] = flags
+    columns["model_version"] = pa.array([str(model.version)] * n, pa.string())
+    columns["kafka_partition"] = rows["kafka_partition"].to_numpy()
+    columns["kafka_offset"] = rows["kafka_offset"].to_numpy()
+    columns["processed_at"] = pa.array(
+        np.full(n, int(processed_at.timestamp() * 1000), dtype=np.int64),
+        pa.timestamp("ms", tz="UTC"),
+    )
+    arrays = [
+        columns[f.name]
+        if isinstance(columns[f.name], pa.Array)
+        else pa.array(columns[f.name], type=f.type, from_pandas=True)
+        for f in schema
+    ]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    return Scored(table, features, scores, np.flatnonzero(flags))
 
 
-def explain_alerts(model: Any, flagged: pd.DataFrame) -> list[list[str]]:
-    """Reasons for each flagged row (at most :data:`MAX_EXPLAINED_ALERTS` explained)."""
-    features = flagged[list(model.features)]
-    if len(flagged) <= MAX_EXPLAINED_ALERTS:
+def explain_alerts(model: Any, features: pd.DataFrame, scores: np.ndarray) -> list[list[str]]:
+    """Reasons for each flagged row (at most :data:`MAX_EXPLAINED_ALERTS` explained, highest
+    scores first)."""
+    if len(features) <= MAX_EXPLAINED_ALERTS:
         return [list(r) for r in model.explain(features, top=3)]
-    order = np.argsort(-flagged["fraud_score"].to_numpy(), kind="stable")
+    order = np.argsort(-scores, kind="stable")
     chosen = order[:MAX_EXPLAINED_ALERTS]
-    reasons: list[list[str]] = [[UNEXPLAINED] for _ in range(len(flagged))]
+    reasons: list[list[str]] = [[UNEXPLAINED] for _ in range(len(features))]
     for i, r in zip(chosen, model.explain(features.iloc[chosen], top=3), strict=True):
         reasons[int(i)] = list(r)
     log.warning(
-        "alert flood: %d alerts in one batch, %d explained", len(flagged), MAX_EXPLAINED_ALERTS
+        "alert flood: %d alerts in one batch, %d explained", len(features), MAX_EXPLAINED_ALERTS
     )
     return reasons
 
@@ -346,7 +381,9 @@ def kafka_columns(raw: pa.Table) -> tuple[list[bytes | None], np.ndarray, pd.Dat
     raw = raw.take(order)
     ts = raw.column("timestamp")
     if pa.types.is_timestamp(ts.type):
-        ts = pc.cast(pc.cast(ts, pa.timestamp("ms", tz="UTC")), pa.int64())
+        per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[ts.type.unit]
+        ticks = pc.cast(ts, pa.int64())
+        ts = pc.multiply(ticks, 1000) if per_ms is None else pc.floor(pc.divide(ticks, per_ms))
     coords = pd.DataFrame(
         {
             "kafka_topic": raw.column("topic").to_numpy(zero_copy_only=False),
@@ -459,7 +496,7 @@ class TransactionEngine:
             table, meta = read_redo(payload)
             self._refold(table, meta, batch_id)
             if batch_id > flushed and table.num_rows:
-                self.lake.add(batch_id, table.to_pandas())
+                self.lake.add(batch_id, table.replace_schema_metadata(None))
             replayed += 1
             rows += table.num_rows
         if self.state.batch_id != upto and committed is not None:
@@ -480,11 +517,12 @@ class TransactionEngine:
 
     def _refold(self, table: pa.Table, meta: dict[str, Any], batch_id: int) -> None:
         """Fold a logged batch again and check its features equal the logged ones."""
-        frame = table.to_pandas()
+        frame = table.select(_TXN).to_pandas()
         if len(frame):
-            feats = self.state.store.step(frame[_TXN])
+            feats = self.state.store.step(frame)
             for name in USER_FEATURES:
-                got, want = feats[name].to_numpy(), frame[name].to_numpy()
+                got = feats[name].to_numpy()
+                want = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
                 if not np.array_equal(got, want, equal_nan=True):
                     bad = int(
                         np.flatnonzero(~((got == want) | (np.isnan(got) & np.isnan(want))))[0]
@@ -586,21 +624,26 @@ class TransactionEngine:
 
     # -- the batch -----------------------------------------------------------------------------
     def __call__(self, df: Any, batch_id: int) -> None:
-        self.process(df.toArrow(), int(batch_id))
+        t0 = time.monotonic()
+        raw = df.toArrow()
+        self.process(raw, int(batch_id), started=t0)
 
-    def process(self, raw: pa.Table, batch_id: int) -> BatchStats:
-        """One micro-batch: everything in the module docstring, in that order."""
-        import pyarrow as pa
+    def process(self, raw: pa.Table, batch_id: int, *, started: float | None = None) -> BatchStats:
+        """One micro-batch: everything in the module docstring, in that order. ``started`` is
+        when Spark handed the batch over (before collecting it), for the timings."""
 
         from rtfd.features.kernel import timestamps_ms
         from rtfd.stream.decode import decode
         from rtfd.stream.sinks import alert_records, dead_letter_records, format_alert_line
 
-        t0 = time.monotonic()
+        t0 = time.monotonic() if started is None else started
         marks: dict[str, float] = {}
 
         def mark(step: str) -> None:
             marks[step] = time.monotonic()
+
+        if started is not None:
+            mark("collect")
 
         if batch_id != self.state.batch_id + 1:
             raise StateError(
@@ -611,7 +654,6 @@ class TransactionEngine:
             self._committed = max(self._committed, batch_id - 1)
         s = self.settings
         values, kafka_ms, coords = kafka_columns(raw)
-        mark("collect")
         intent, model, risk = self._intent(batch_id)
         mark("model")
         decoded = decode(
@@ -646,23 +688,24 @@ class TransactionEngine:
         feats = self.state.store.step(valid[_TXN])
         mark("features")
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
-        enriched = score_rows(valid, feats, model=model, risk=risk, processed_at=now)
-        mark("score")
-        table = pa.Table.from_pandas(
-            enriched[self.schema.names], schema=self.schema, preserve_index=False, safe=False
+        scored = score_rows(
+            valid, feats, model=model, risk=risk, processed_at=now, schema=self.schema
         )
+        table = scored.table
+        mark("score")
         meta = {"offsets": self.state.offsets.next, "model": intent.model_version}
         state_bytes = self.redo.append(batch_id, redo_payload(table, meta))
         self.state.batch_id = batch_id
         mark("redo")
-        self.lake.add(batch_id, enriched)
+        self.lake.add(batch_id, table)
         alerts: list[dict[str, Any]] = []
-        flagged = enriched[enriched["is_fraud"]]
-        if len(flagged):
-            reasons = explain_alerts(model, flagged)
+        if len(scored.flagged):
+            at = scored.flagged
+            reasons = explain_alerts(model, scored.features.iloc[at], scored.scores[at])
             mark("explain")
             alerts = alert_records(
-                flagged,
+                valid.iloc[at],
+                scored.scores[at],
                 reasons,
                 model_version=intent.model_version,
                 threshold=float(model.threshold),
@@ -680,9 +723,9 @@ class TransactionEngine:
             mark("flush")
         committed_ms = self.clock() * 1000.0
         lat50 = lat99 = ev50 = ev99 = None
-        if len(enriched):
-            lat50, lat99 = _percentiles(committed_ms - timestamps_ms(enriched["kafka_ts"]))
-            ev50, ev99 = _percentiles(committed_ms - timestamps_ms(enriched["timestamp"]))
+        if len(valid):
+            lat50, lat99 = _percentiles(committed_ms - timestamps_ms(valid["kafka_ts"]))
+            ev50, ev99 = _percentiles(committed_ms - te[~dup])
         if self.console is not None:
             for a in alerts:
                 self.console(format_alert_line(a))
@@ -692,14 +735,14 @@ class TransactionEngine:
         for e in errors:
             raise RtfdError(f"writing Parquet: {e}", title="Parquet")
         steps: dict[str, float] = {}
-        last = t0
-        for step, at in marks.items():
-            steps[step] = round(1000 * (at - last), 2)
-            last = at
+        prev = t0
+        for step, when in marks.items():
+            steps[step] = round(1000 * (when - prev), 2)
+            prev = when
         stats = BatchStats(
             query=self.name,
             batch_id=batch_id,
-            rows=len(enriched),
+            rows=len(valid),
             alerts=len(alerts),
             dead_letters=len(decoded.dead),
             duplicates=n_dupes,
@@ -719,7 +762,7 @@ class TransactionEngine:
         log.info(
             "batch %d: %d rows, %d alerts, %d dead, %.0f ms (%s ms)",
             batch_id,
-            len(enriched),
+            len(valid),
             len(alerts),
             len(decoded.dead),
             stats.sink_ms,

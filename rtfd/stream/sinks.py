@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtfd.errors import RtfdError
-from rtfd.schemas import ALERT, DEAD_LETTER, TRANSACTION, format_timestamp
+from rtfd.schemas import DEAD_LETTER, TRANSACTION, format_timestamp
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -145,30 +145,43 @@ def alert_id(transaction_id: str, model_version: str) -> str:
 
 def alert_records(
     rows: pd.DataFrame,
+    scores: Any,
     reasons: list[list[str]],
     *,
     model_version: str,
     threshold: float,
     scored_at: datetime,
 ) -> list[dict[str, Any]]:
-    """ALERT records (JSON-ready) for scored rows at or above the threshold."""
-    out = []
+    """ALERT records (JSON-ready) for scored rows at or above the threshold (``rows`` holds
+    the transaction fields, ``scores`` their scores, in the same order)."""
     scored = format_timestamp(scored_at)
-    for row, why in zip(rows.itertuples(index=False), reasons, strict=True):
-        record = {
-            "transaction_id": row.transaction_id,
-            "user_id": row.user_id,
-            "fraud_score": float(row.fraud_score),
-            "timestamp": format_timestamp(row.timestamp.to_pydatetime()),
-            "alert_id": alert_id(row.transaction_id, model_version),
-            "model_version": model_version,
-            "threshold": float(threshold),
-            "amount": float(row.amount),
-            "merchant_id": row.merchant_id,
-            "reasons": [str(r) for r in why],
-            "scored_at": scored,
-        }
-        out.append({name: record[name] for name in ALERT.names})
+    stamps = [format_timestamp(t) for t in rows["timestamp"].tolist()]
+    out = []
+    for tid, uid, score, ts, amount, merchant, why in zip(
+        rows["transaction_id"].tolist(),
+        rows["user_id"].tolist(),
+        [float(v) for v in scores],
+        stamps,
+        rows["amount"].tolist(),
+        rows["merchant_id"].tolist(),
+        reasons,
+        strict=True,
+    ):
+        out.append(
+            {
+                "transaction_id": tid,
+                "user_id": uid,
+                "fraud_score": score,
+                "timestamp": ts,
+                "alert_id": alert_id(tid, model_version),
+                "model_version": model_version,
+                "threshold": float(threshold),
+                "amount": float(amount),
+                "merchant_id": merchant,
+                "reasons": [str(r) for r in why],
+                "scored_at": scored,
+            }
+        )
     return out
 
 

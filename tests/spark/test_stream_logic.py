@@ -178,7 +178,12 @@ def test_alerts_have_the_alert_schema_and_deterministic_ids() -> None:
 
     rows = enriched_frame(3)
     recs = alert_records(
-        rows, [["a", "b"], ["c"], []], model_version="v0002", threshold=0.4, scored_at=T0
+        rows,
+        rows["fraud_score"].to_numpy(),
+        [["a", "b"], ["c"], []],
+        model_version="v0002",
+        threshold=0.4,
+        scored_at=T0,
     )
     assert [list(r) for r in recs] == [ALERT.names] * 3
     assert recs[0]["alert_id"] == alert_id(rows["transaction_id"][0], "v0002")
