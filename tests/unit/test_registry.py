@@ -105,7 +105,7 @@ def test_a_malicious_pickle_is_refused_even_with_a_matching_manifest(registry: R
     doc["files"]["model.pkl"] = hashlib.sha256((vdir / "model.pkl").read_bytes()).hexdigest()
     doc["manifest_sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
     (vdir / "manifest.json").write_bytes(_canonical(doc))
-    with pytest.raises(ArtifactError, match=r"refusing to load (posix|os)\.system"):
+    with pytest.raises(ArtifactError, match=r"model\.pkl: a pickle .* is never loaded"):
         registry.load()
 
 
