@@ -117,7 +117,10 @@ def unpack(blob: bytes, kind: str) -> Payload:
             "because unpickling can run code: retrain with `rtfd train`"
         )
     if not blob.startswith(_ZIP_MAGIC):
-        raise ArtifactFormatError(f"not an {kind} file (expected a NumPy .npz)")
+        raise ArtifactFormatError(
+            f"not an {kind} file (a NumPy .npz): a model saved before registry format 2 is not "
+            "loaded, retrain with `rtfd train`"
+        )
     members = _read_members(blob)
     if "header" not in members:
         raise ArtifactFormatError("no header member")

@@ -176,7 +176,7 @@ def _check_consistent(
     """The artifacts of one version describe one model (a forgery may mix several)."""
     if (model.algo, model.mode) != (threshold["algo"], threshold["mode"]):
         raise ArtifactError(
-            f"model {version}: model.pkl is a {model.algo} ({model.mode}) model but "
+            f"model {version}: model.pkl holds algorithm {model.algo} ({model.mode}) but "
             f"threshold.json says {threshold['algo']} ({threshold['mode']})"
         )
     if pre.features != features:
