@@ -163,7 +163,7 @@ def _check_tree(tree: Any, index: int, n_features: int) -> None:
         _node_array(tree[k], k, n, integer=False)
     if ints["split_type"].any():
         raise ArtifactFormatError("categorical splits are not supported")
-    if not np.isin(ints["default_left"], (0, 1)).all():
+    if ((ints["default_left"] != 0) & (ints["default_left"] != 1)).any():
         raise ArtifactFormatError("default_left must be 0 or 1")
     split = ints["split_indices"]
     if split.min() < 0 or split.max() >= n_features:
@@ -215,11 +215,15 @@ def _is_int(value: Any) -> bool:
 def _node_array(values: Any, key: str, n: int, *, integer: bool) -> np.ndarray:
     if not isinstance(values, list) or len(values) != n:
         raise ArtifactFormatError(f"{key} must list {n} nodes")
+    # type() rather than isinstance: JSON true/false are bools, which are ints to isinstance.
+    types = set(map(type, values))
     if integer:
-        if not all(_is_int(v) and -(1 << 31) <= v < (1 << 31) for v in values):
+        if not types <= {int}:
+            raise ArtifactFormatError(f"{key} must hold integers")
+        if n and (min(values) < -(1 << 31) or max(values) >= 1 << 31):
             raise ArtifactFormatError(f"{key} must hold 32-bit integers")
         return np.array(values, dtype=np.int64)
-    if not all(isinstance(v, float) or _is_int(v) for v in values):
+    if not types <= {int, float}:
         raise ArtifactFormatError(f"{key} must hold numbers")
     arr = np.array(values, dtype=np.float64)
     if not np.isfinite(arr).all() or (np.abs(arr) > np.finfo(np.float32).max).any():

@@ -27,8 +27,9 @@ ARRAYS = frozenset(
     {"tree_offsets", "children_left", "children_right", "feature", "threshold",
      "missing_go_to_left", "path_length"}
 )  # fmt: skip
-# Rows scored at once: the descent holds (trees x rows) node indices.
-CHUNK_ROWS = 4096
+# Rows scored at once: the descent holds (trees x rows) node indices; small chunks stay in cache
+# (measured with 200 trees: 1024 rows per chunk ~1.5x faster on 100k rows than 4096).
+CHUNK_ROWS = 1024
 
 
 def average_path_length(n_samples: np.ndarray) -> np.ndarray:
