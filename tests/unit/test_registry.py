@@ -285,7 +285,7 @@ def test_isolation_trees_score_bit_for_bit_as_scikit_learn(seed: int) -> None:
     )
     forest = IsolationForest(n_estimators=80, random_state=seed, n_jobs=1).fit(X)
     trees = IsolationTrees.from_sklearn(forest)
-    rows = [rng.normal(size=(CHUNK_ROWS + 17, n_features)) * 3]
+    rows = [rng.normal(size=(5000, n_features)) * 3]
     for estimator in forest.estimators_[:10]:
         tree = estimator.tree_
         inner = tree.children_left >= 0
