@@ -57,7 +57,7 @@ class Payload:
         """The header field ``key``, which must be a ``kind`` (a float must be finite)."""
         value = self.header.get(key)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            value = float(value) if abs(value) < 2**1023 else math.inf
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ArtifactFormatError(f"header field {key!r} must be a {kind.__name__}")
         if isinstance(value, float) and not math.isfinite(value):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 MAX_TREES = 10_000
 MAX_NODES = 1 << 16  # per tree; depth 6 gives at most 127
 _ROOT_PARENT = 2147483647  # XGBoost's "no parent"
+_COUNT = re.compile(r"^[0-9]{1,9}$")
 _NUMBER_TEXT = re.compile(r"^\[?([-+0-9.eE]{1,40})\]?$")
 _TREE_KEYS = frozenset(
     {"base_weights", "categories", "categories_nodes", "categories_segments", "categories_sizes",
@@ -149,7 +150,7 @@ def _check_tree(tree: Any, index: int, n_features: int) -> None:
     param = _obj(tree["tree_param"], "tree_param",
                  {"num_deleted", "num_feature", "num_nodes", "size_leaf_vector"})  # fmt: skip
     nodes = param["num_nodes"]
-    if not isinstance(nodes, str) or not nodes.isdigit() or not 1 <= int(nodes) <= MAX_NODES:
+    if not (isinstance(nodes, str) and _COUNT.match(nodes) and 1 <= int(nodes) <= MAX_NODES):
         raise ArtifactFormatError(f"num_nodes {nodes!r} is not 1 to {MAX_NODES}")
     n = int(nodes)
     if param["num_deleted"] != "0" or param["num_feature"] != str(n_features):

@@ -134,7 +134,12 @@ def _artifact(vdir: Path, version: str, file: str, decode: Callable[[bytes], T])
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
 
 
 def _features(version: str, doc: dict[str, Any]) -> list[str]:

@@ -460,6 +460,7 @@ CONTAINER_ATTACKS: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     ),
     "an unknown algorithm": (lambda b: _repack(b, _header(algo="os.system")), "unknown algorithm"),
     "a string where a rate belongs": (lambda b: _repack(b, _header(neg_rate="0.1")), "neg_rate"),
+    "a rate of 400 digits": (lambda b: _repack(b, _header(neg_rate=10**400)), "finite"),
 }
 
 
@@ -654,6 +655,7 @@ JSON_ATTACKS: dict[str, tuple[str, Callable[[bytes], bytes], str]] = {
     "a threshold list": ("threshold.json", _const(b"[0.5]"), "JSON object"),
     "a threshold string": ("threshold.json", _merged(threshold="0.5"), "finite number"),
     "a NaN threshold": ("threshold.json", _const(NAN_THRESHOLD), "not valid JSON"),
+    "a threshold of 400 digits": ("threshold.json", _merged(threshold=10**400), "finite number"),
     "a calibration without max": ("threshold.json", _merged(calibration={"min": 0}), "calibration"),
     "huge metrics": ("metrics.json", _const(b'"' + b"a" * MAX_JSON_BYTES + b'"'), "more than"),
     "deeply nested metrics": (
