@@ -1,4 +1,4 @@
-"""The three model kinds behind one small interface, and how each is fitted.
+"""The three model kinds behind one small interface, and how each is fitted and stored.
 
 Every model maps the preprocessed feature matrix to a raw score (higher = more suspicious) and
 to per-feature contributions for explanations:
@@ -13,6 +13,12 @@ to per-feature contributions for explanations:
 Class imbalance: supervised models are fitted on all frauds and a random sample of at most
 :data:`NEG_PER_POS` legitimate transactions per fraud; the sampling is undone on the odds
 (``odds x sampling rate``), so scores stay comparable with the true fraud rate.
+
+Storage (``model.pkl``, a format-2 artifact, see :mod:`rtfd.ml.artifact`): a model keeps only
+what it scores with — the XGBoost booster (saved in XGBoost's JSON format, see
+:mod:`rtfd.ml.booster`), the logistic regression's coefficients and intercept, the
+IsolationForest's tree arrays (:mod:`rtfd.ml.iforest`) — so what is scored in training is exactly
+what is saved and reloaded, and loading never unpickles anything.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rtfd.ml.artifact import MODEL, ArtifactFormatError, Payload, pack, unpack
+from rtfd.ml.iforest import ARRAYS as TREE_ARRAYS
+from rtfd.ml.iforest import IsolationTrees
 from rtfd.ml.progress import Progress, no_progress
 
 NEG_PER_POS = 25
@@ -48,12 +57,21 @@ class Model(Protocol):
     algo: str
     mode: str
 
+    @property
+    def n_features(self) -> int:
+        """Columns of the preprocessed matrix the model scores."""
+        ...
+
     def raw(self, X: np.ndarray) -> np.ndarray:
         """Raw scores of preprocessed rows (higher = more suspicious)."""
         ...
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         """(rows x features) contributions towards a higher score."""
+        ...
+
+    def to_bytes(self) -> bytes:
+        """The model as a format-2 artifact (plain arrays, no pickle)."""
         ...
 
 
@@ -63,15 +81,27 @@ def _from_training_odds(p: np.ndarray, neg_rate: float) -> np.ndarray:
     return p * neg_rate / (p * neg_rate + (1.0 - p))
 
 
+def _neg_rate(payload: Payload) -> float:
+    rate = payload.field("neg_rate", float)
+    if not 0.0 < rate <= 1.0:
+        raise ArtifactFormatError(f"neg_rate {rate} is not in (0, 1]")
+    return rate
+
+
 class XGBoostModel:
     """A trained XGBoost booster."""
 
     algo = "xgboost"
     mode = "supervised"
+    ARRAYS = frozenset({"booster_json"})
 
     def __init__(self, booster: Any, neg_rate: float) -> None:
         self.booster = booster
         self.neg_rate = neg_rate
+
+    @property
+    def n_features(self) -> int:
+        return int(self.booster.num_features())
 
     def raw(self, X: np.ndarray) -> np.ndarray:
         p = np.asarray(self.booster.inplace_predict(X), dtype=np.float64)
@@ -86,39 +116,112 @@ class XGBoostModel:
         contrib = self.booster.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)
         return np.asarray(contrib[:, :-1], dtype=np.float64)  # last column: the bias
 
+    def to_bytes(self) -> bytes:
+        from rtfd.ml.booster import booster_to_json
+
+        text = np.frombuffer(booster_to_json(self.booster), dtype=np.uint8)
+        header = {"algo": self.algo, "neg_rate": self.neg_rate, "n_features": self.n_features}
+        return pack(MODEL, header, {"booster_json": text})
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> XGBoostModel:
+        from rtfd.ml.booster import booster_from_json
+
+        text = payload.array("booster_json", "|u1").tobytes()
+        booster = booster_from_json(text, payload.field("n_features", int))
+        return cls(booster, _neg_rate(payload))
+
 
 class LogRegModel:
-    """A logistic regression on standardised features."""
+    """A logistic regression on standardised features: its coefficients and intercept."""
 
     algo = "logreg"
     mode = "supervised"
+    ARRAYS = frozenset({"coef", "intercept"})
 
-    def __init__(self, estimator: Any, neg_rate: float) -> None:
-        self.estimator = estimator
+    def __init__(self, coef: np.ndarray, intercept: np.ndarray, neg_rate: float) -> None:
+        self.coef = coef  # (1, features), as scikit-learn's coef_ for two classes
+        self.intercept = intercept  # (1,)
         self.neg_rate = neg_rate
 
+    @classmethod
+    def from_estimator(cls, estimator: Any, neg_rate: float) -> LogRegModel:
+        """The parameters of a fitted ``sklearn.linear_model.LogisticRegression``."""
+        coef = np.array(estimator.coef_, dtype=np.float64)
+        return cls(coef, np.array(estimator.intercept_, dtype=np.float64), neg_rate)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.coef.shape[1])
+
     def raw(self, X: np.ndarray) -> np.ndarray:
-        margin = self.estimator.decision_function(X) + math.log(self.neg_rate)
+        # scikit-learn's decision_function, the same operations in the same order (bit-equal).
+        decision = (X @ self.coef.T + self.intercept).reshape(-1)
+        margin = decision + math.log(self.neg_rate)
         return 1.0 / (1.0 + np.exp(-margin))
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
-        return X * self.estimator.coef_[0]
+        return X * self.coef[0]
+
+    def to_bytes(self) -> bytes:
+        header = {"algo": self.algo, "neg_rate": self.neg_rate}
+        return pack(MODEL, header, {"coef": self.coef, "intercept": self.intercept})
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> LogRegModel:
+        coef = payload.array("coef", "<f8", ndim=2)
+        intercept = payload.array("intercept", "<f8")
+        if coef.shape[0] != 1 or not 1 <= coef.shape[1] <= 100_000 or intercept.shape != (1,):
+            raise ArtifactFormatError("coef must be 1 x features and intercept one number")
+        if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+            raise ArtifactFormatError("coef and intercept must be finite")
+        return cls(coef, intercept, _neg_rate(payload))
 
 
 class IForestModel:
-    """An IsolationForest on standardised features."""
+    """An IsolationForest on standardised features, as plain tree arrays."""
 
     algo = "iforest"
     mode = "unsupervised"
+    ARRAYS = TREE_ARRAYS
 
-    def __init__(self, estimator: Any) -> None:
-        self.estimator = estimator
+    def __init__(self, trees: IsolationTrees) -> None:
+        self.trees = trees
+
+    @property
+    def n_features(self) -> int:
+        return self.trees.n_features
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        return -np.asarray(self.estimator.score_samples(X), dtype=np.float64)
+        return self.trees.raw(X)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:
         return np.abs(X)
+
+    def to_bytes(self) -> bytes:
+        header, arrays = self.trees.to_payload()
+        return pack(MODEL, {"algo": self.algo, **header}, arrays)
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> IForestModel:
+        return cls(IsolationTrees.from_payload(payload))
+
+
+_KINDS: dict[str, type[XGBoostModel] | type[LogRegModel] | type[IForestModel]] = {
+    k.algo: k for k in (XGBoostModel, LogRegModel, IForestModel)
+}
+
+
+def model_from_bytes(blob: bytes) -> Model:
+    """A model from :meth:`Model.to_bytes`'s bytes; :class:`ArtifactFormatError` for anything
+    else (a pickle included: it is refused, never loaded)."""
+    payload = unpack(blob, MODEL)
+    algo = payload.header.get("algo")
+    kind = _KINDS.get(algo) if isinstance(algo, str) else None
+    if kind is None:
+        raise ArtifactFormatError(f"unknown algorithm {algo!r}")
+    payload.expect(kind.ARRAYS)
+    return kind.from_payload(payload)
 
 
 def undersample(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -153,7 +256,7 @@ def fit_model(
         forest = IsolationForest(n_estimators=IFOREST_TREES, random_state=seed, n_jobs=1)
         forest.fit(rows)
         progress("IsolationForest fitted", 1.0)
-        return IForestModel(forest)
+        return IForestModel(IsolationTrees.from_sklearn(forest))
     if y is None:
         raise ValueError(f"{algo} needs labels")
     idx, neg_rate = undersample(y, rng)
@@ -165,7 +268,7 @@ def fit_model(
         lr = LogisticRegression(C=1.0, max_iter=1000)
         lr.fit(Xs, ys)
         progress("logistic regression fitted", 1.0)
-        return LogRegModel(lr, neg_rate)
+        return LogRegModel.from_estimator(lr, neg_rate)
     if algo == "xgboost":
         import xgboost as xgb
 

@@ -1,5 +1,8 @@
 """Feature preprocessing saved with every model as ``preprocess_scaler.pkl``.
 
+The file is a format-2 artifact (:mod:`rtfd.ml.artifact`, despite its historical name not a
+pickle): the feature names and flags in its JSON header, the scaling mean and scale as arrays.
+
 Trees (XGBoost) need none: their preprocessor only replaces missing values. Linear models and
 IsolationForest see heavy-tailed counts, sums, distances and speeds through ``log1p`` and then a
 standard scaling fitted on the training rows, so that one card with a thousand transactions does
@@ -11,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rtfd.ml.artifact import PREPROCESSOR, ArtifactFormatError, pack, unpack
 
 # Non-negative, heavy-tailed features that linear models and IsolationForest see as log1p.
 LOG_FEATURES = frozenset(
@@ -75,3 +80,37 @@ class Preprocessor:
         if self.standardise:
             Xt = (Xt - self.mean) / self.scale
         return Xt
+
+    def to_bytes(self) -> bytes:
+        """The preprocessor as a format-2 artifact (plain arrays, no pickle)."""
+        header = {"features": list(self.features), "log": self.log, "standardise": self.standardise}
+        return pack(PREPROCESSOR, header, {"mean": self.mean, "scale": self.scale})
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Preprocessor:
+        """Inverse of :meth:`to_bytes` (never unpickles); :class:`ArtifactFormatError` for
+        anything else."""
+        payload = unpack(blob, PREPROCESSOR)
+        payload.expect(frozenset({"mean", "scale"}))
+        features = payload.header.get("features")
+        if not (
+            isinstance(features, list)
+            and 1 <= len(features) <= 100_000
+            and all(isinstance(f, str) for f in features)
+        ):
+            raise ArtifactFormatError("header field 'features' must be a list of names")
+        pre = cls(
+            features,
+            log=payload.field("log", bool),
+            standardise=payload.field("standardise", bool),
+            mean=payload.array("mean", "<f8"),
+            scale=payload.array("scale", "<f8"),
+        )
+        width = len(features) if pre.standardise else 0
+        if len(pre.mean) != width or len(pre.scale) != width:
+            raise ArtifactFormatError(f"mean and scale must have {width} values")
+        if not (np.isfinite(pre.mean).all() and np.isfinite(pre.scale).all()):
+            raise ArtifactFormatError("mean and scale must be finite")
+        if (pre.scale <= 0.0).any():
+            raise ArtifactFormatError("scale must be positive")
+        return pre

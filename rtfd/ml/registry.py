@@ -8,12 +8,18 @@ Layout under ``<data>/models``::
     history.json    promotions, newest last; rollback walks it back
 
 A version directory is written under a temporary name and renamed into place, so a reader never
-sees half a version. ``manifest.json`` holds the SHA-256 of every other file, the training data
-window, the library versions, and a digest of its own canonical text. :meth:`Registry.load`
-checks all of it *before* unpickling anything, and the unpickler only accepts classes from the
-libraries a model is made of: a tampered, truncated or incomplete version is refused with an
-:class:`~rtfd.errors.ArtifactError`. (The hashes catch corruption and accidental edits; someone
-able to rewrite both a file and the manifest can defeat them, as with any unsigned artifact.)
+sees half a version. ``manifest.json`` holds the registry format, the SHA-256 of every other file,
+the training data window, the library versions, and a digest of its own canonical text.
+:meth:`Registry.load` checks all of it before reading any artifact: a tampered, truncated or
+incomplete version is refused with an :class:`~rtfd.errors.ArtifactError`.
+
+The hashes catch corruption and accidental edits; someone able to rewrite both a file and the
+manifest can defeat them, as with any unsigned artifact. So no artifact can carry code either
+(registry format 2): ``model.pkl`` and ``preprocess_scaler.pkl`` keep their old names but hold
+plain arrays and a JSON header (:mod:`rtfd.ml.artifact`), the XGBoost booster in XGBoost's own
+JSON format checked before XGBoost reads it (:mod:`rtfd.ml.booster`); nothing is unpickled.
+Versions of format 1 (pickles) are refused with a message to retrain: converting them would mean
+unpickling exactly the files that cannot be trusted.
 
 Champion/challenger: :meth:`Registry.promote` makes a version live only if it scores at least as
 well as the live one (average precision) on the candidate's own time-ordered holdout, unless
@@ -24,23 +30,24 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import json
+import math
 import os
-import pickle
 import re
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from rtfd.errors import ArtifactError, RtfdError
+from rtfd.ml.artifact import MAX_BYTES, ArtifactFormatError, one_line, strict_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,12 +73,11 @@ TEMP_PATTERNS = (".tmp-*", f".{CURRENT}.*", f".{HISTORY}.*")
 # power cut): it is never read, only removed, by the next save.
 STALE_TEMP_S = 3600.0
 
-# Modules whose classes a model pickle may reference; anything else is refused.
-_SAFE_MODULES = ("numpy", "sklearn", "scipy", "xgboost", "rtfd.ml.", "collections", "copyreg")
-_SAFE_BUILTINS = frozenset(
-    {"set", "frozenset", "slice", "range", "complex", "bytearray", "dict", "list", "tuple",
-     "int", "float", "str", "bytes", "bool", "object"}
-)  # fmt: skip
+T = TypeVar("T")
+# The registry format written by save and the only one load reads. Format 1 held pickles.
+FORMAT = 2
+# A JSON artifact (features, threshold, metrics) is a few KiB; anything far larger is refused.
+MAX_JSON_BYTES = 1 << 20
 
 
 class PromotionRefused(RtfdError):
@@ -80,16 +86,113 @@ class PromotionRefused(RtfdError):
     title = "Promotion refused"
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "builtins" and name in _SAFE_BUILTINS:
-            return super().find_class(module, name)
-        if module == "_codecs" and name == "encode":
-            return super().find_class(module, name)
-        if any(module == m.rstrip(".") or module.startswith(m.rstrip(".") + ".") for m in
-               _SAFE_MODULES):  # fmt: skip
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+def _check_format(version: str, found: Any) -> None:
+    if found == FORMAT and not isinstance(found, bool):
+        return
+    if found == 1:
+        raise ArtifactError(
+            f"model {version} was saved by an older rtfd as pickles (registry format 1), which "
+            "are never loaded because unpickling can run code: retrain with `rtfd train`"
+        )
+    raise ArtifactError(
+        f"model {version} has registry format {found!r} and this rtfd reads format {FORMAT} "
+        "only: retrain with `rtfd train`"
+    )
+
+
+def _refused(version: str, file: str, reason: str) -> ArtifactError:
+    return ArtifactError(f"model {version}: cannot load {file}: {reason}")
+
+
+def _read_bounded(vdir: Path, version: str, file: str, limit: int) -> bytes:
+    """The file's bytes, refused unread when it is larger than ``limit``."""
+    size = (vdir / file).stat().st_size
+    if size > limit:
+        raise _refused(version, file, f"{size:,} bytes, more than the {limit:,} it may have")
+    return (vdir / file).read_bytes()
+
+
+def _json_object(vdir: Path, version: str, file: str) -> dict[str, Any]:
+    try:
+        doc = strict_json(_read_bounded(vdir, version, file, MAX_JSON_BYTES))
+    except ValueError as e:
+        raise _refused(version, file, f"not valid JSON ({e})") from e
+    if not isinstance(doc, dict):
+        raise _refused(version, file, f"a JSON object was expected, not {type(doc).__name__}")
+    return doc
+
+
+def _artifact(vdir: Path, version: str, file: str, decode: Callable[[bytes], T]) -> T:
+    """Decode an array artifact; whatever is wrong with it becomes one line naming the file."""
+    blob = _read_bounded(vdir, version, file, MAX_BYTES)
+    try:
+        return decode(blob)
+    except ArtifactFormatError as e:
+        raise _refused(version, file, str(e)) from e
+    except Exception as e:  # a library's own error on crafted input is a refusal too
+        raise _refused(version, file, one_line(e)) from e
+
+
+def _is_number(value: Any) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return False
+
+
+def _features(version: str, doc: dict[str, Any]) -> list[str]:
+    names = doc.get("features")
+    if not (
+        isinstance(names, list)
+        and names
+        and all(isinstance(n, str) for n in names)
+        and len(set(names)) == len(names)
+    ):
+        raise _refused(version, "features.json", "'features' must list distinct column names")
+    return names
+
+
+def _threshold(version: str, doc: dict[str, Any]) -> dict[str, Any]:
+    calibration = doc.get("calibration")
+    if not _is_number(doc.get("threshold")):
+        raise _refused(version, "threshold.json", "'threshold' must be a finite number")
+    if doc.get("mode") not in ("supervised", "unsupervised") or not isinstance(
+        doc.get("algo"), str
+    ):
+        raise _refused(version, "threshold.json", "'mode' and 'algo' must name a model kind")
+    if calibration is not None and not (
+        isinstance(calibration, dict)
+        and _is_number(calibration.get("min"))
+        and _is_number(calibration.get("max"))
+    ):
+        raise _refused(version, "threshold.json", "'calibration' must hold a finite min and max")
+    return doc
+
+
+def _check_consistent(
+    version: str,
+    features: list[str],
+    threshold: dict[str, Any],
+    model: Model,
+    pre: Preprocessor,
+) -> None:
+    """The artifacts of one version describe one model (a forgery may mix several)."""
+    if (model.algo, model.mode) != (threshold["algo"], threshold["mode"]):
+        raise ArtifactError(
+            f"model {version}: model.pkl holds algorithm {model.algo} ({model.mode}) but "
+            f"threshold.json says {threshold['algo']} ({threshold['mode']})"
+        )
+    if pre.features != features:
+        raise ArtifactError(
+            f"model {version}: preprocess_scaler.pkl is for other features than features.json"
+        )
+    if model.n_features != len(features):
+        raise ArtifactError(
+            f"model {version}: model.pkl scores {model.n_features} features but features.json "
+            f"lists {len(features)}"
+        )
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
@@ -270,6 +373,7 @@ class Registry:
     def verify(self, version: str) -> dict[str, Any]:
         """Check every file of ``version`` against its manifest; returns the manifest."""
         doc = self.manifest(version)
+        _check_format(version, doc.get("format"))
         vdir = self._dir(version)
         files: dict[str, str] = doc.get("files", {})
         missing = [f for f in REQUIRED_FILES if f not in files]
@@ -296,32 +400,27 @@ class Registry:
             raise ArtifactError(
                 f"no model is live in {self.root}: run `rtfd train` (or `rtfd models promote`)"
             )
+        from rtfd.ml.models import model_from_bytes
+        from rtfd.ml.preprocess import Preprocessor
+
         doc = self.verify(name)
         vdir = self._dir(name)
-
-        def read_json(file: str) -> Any:
-            return json.loads((vdir / file).read_text(encoding="utf-8"))
-
-        def unpickle(file: str) -> Any:
-            try:
-                return _RestrictedUnpickler(io.BytesIO((vdir / file).read_bytes())).load()
-            except Exception as e:
-                raise ArtifactError(f"model {name}: cannot load {file}: {e}") from e
-
-        features = read_json("features.json")
-        threshold = read_json("threshold.json")
-        model = unpickle("model.pkl")
-        pre = unpickle("preprocess_scaler.pkl")
+        features = _features(name, _json_object(vdir, name, "features.json"))
+        threshold = _threshold(name, _json_object(vdir, name, "threshold.json"))
+        metrics = _json_object(vdir, name, "metrics.json")
+        model = _artifact(vdir, name, "model.pkl", model_from_bytes)
+        pre = _artifact(vdir, name, "preprocess_scaler.pkl", Preprocessor.from_bytes)
+        _check_consistent(name, features, threshold, model, pre)
         return LoadedModel(
             version=name,
-            features=list(features["features"]),
+            features=features,
             threshold=float(threshold["threshold"]),
             mode=str(threshold["mode"]),
             algo=str(threshold["algo"]),
             model=model,
             preprocessor=pre,
             calibration=threshold.get("calibration"),
-            metrics=read_json("metrics.json"),
+            metrics=metrics,
             manifest=doc,
             path=vdir,
         )
@@ -359,21 +458,21 @@ class Registry:
         except OSError as e:
             raise storage_error(e, self.root, action) from e
         try:
-            (tmp / "model.pkl").write_bytes(pickle.dumps(model, protocol=5))
-            (tmp / "preprocess_scaler.pkl").write_bytes(pickle.dumps(preprocessor, protocol=5))
+            (tmp / "model.pkl").write_bytes(model.to_bytes())
+            (tmp / "preprocess_scaler.pkl").write_bytes(preprocessor.to_bytes())
             (tmp / "features.json").write_bytes(_canonical({"features": list(features)}))
             (tmp / "threshold.json").write_bytes(_canonical(threshold))
             (tmp / "metrics.json").write_bytes(_canonical(metrics))
             if holdout is not None:
                 holdout.to_parquet(tmp / "holdout.parquet", index=False)
             body: dict[str, Any] = {
-                "format": 1,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "mode": threshold.get("mode"),
                 "algo": threshold.get("algo"),
                 "libraries": library_versions(),
                 "files": {p.name: _sha256(p) for p in sorted(tmp.iterdir())},
                 **(extra or {}),
+                "format": FORMAT,
             }
             body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
             (tmp / MANIFEST).write_bytes(_canonical(body))
