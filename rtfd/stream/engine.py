@@ -16,15 +16,15 @@ whose work per batch follows the batch's rows, not the users in state):
 6. the rows are queued for Parquet: :class:`~rtfd.lake.LakeWriter` writes committed batches
    every few seconds and compacts in the background (exactly once, few files).
 
-Which model and which merchant-risk table score a batch is recorded (:class:`BatchLog`) before
-the batch does anything else, so a batch run again after a crash is scored by the same model
-with the same risk table: the same rows, scores and alert ids. If that model cannot be loaded
-the batch stops with a clear error instead of being scored by another.
+Which model and which merchant-risk table scored a batch is in its redo record, written before
+any alert goes out. A batch run again after a crash (its record is there, Spark's commit is not)
+is scored by that model with that risk table: the same rows, scores and alert ids. If that model
+cannot be loaded the batch stops with a clear error instead of being scored by another. (A batch
+that crashed before its record was written sent nothing: any model may score it.)
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
@@ -62,7 +62,6 @@ Clock = Callable[[], float]
 SNAPSHOT_EVERY_S = 60.0
 FLUSH_EVERY_S = 2.0
 COMPACT_EVERY_S = 10.0
-BATCH_LOG_KEEP = 50
 # Explaining an alert costs milliseconds (SHAP on the whole model). In an alert flood a batch
 # explains at most this many, highest scores first; the others say why they have none.
 MAX_EXPLAINED_ALERTS = 2_000
@@ -120,42 +119,6 @@ class Intent:
     risk_version: int | None
 
 
-class BatchLog:
-    """Per-batch intents kept next to Spark's checkpoint (one small JSON file per batch)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, batch_id: int) -> Path:
-        return self.directory / f"{batch_id:012d}.json"
-
-    def read(self, batch_id: int) -> Intent | None:
-        """The batch's intent; None when there is none. An unreadable one is an error (it
-        would hide which model scored the batch)."""
-        path = self._path(batch_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as e:
-            raise StateError(
-                f"the record of which model scored batch {batch_id} ({path}) cannot be read "
-                f"({e}); delete it only if that batch's alerts may be scored by another model"
-            ) from e
-        risk = data.get("risk_version")
-        return Intent(str(data["model_version"]), None if risk is None else int(risk))
-
-    def write(self, batch_id: int, intent: Intent) -> None:
-        path = self._path(batch_id)
-        tmp = path.with_suffix(".tmp")
-        body = {"model_version": intent.model_version, "risk_version": intent.risk_version}
-        tmp.write_text(json.dumps(body), encoding="utf-8")
-        os.replace(tmp, path)
-        with contextlib.suppress(OSError):
-            self._path(batch_id - BATCH_LOG_KEEP).unlink()
-
-
 # --------------------------------------------------------------------------------------------
 # The state and its durability
 # --------------------------------------------------------------------------------------------
@@ -167,6 +130,7 @@ class DriverState:
     ids: RecentIds
     offsets: Offsets
     batch_id: int  # the last batch folded (-1: none)
+    skipped: int = 0  # offsets retention deleted before they were read, since the start
 
     @classmethod
     def empty(cls) -> DriverState:
@@ -174,7 +138,11 @@ class DriverState:
 
     def copy(self) -> DriverState:
         return DriverState(
-            self.store.copy(), self.ids.copy(), Offsets(dict(self.offsets.next)), self.batch_id
+            self.store.copy(),
+            self.ids.copy(),
+            Offsets(dict(self.offsets.next)),
+            self.batch_id,
+            self.skipped,
         )
 
     def to_bytes(self) -> bytes:
@@ -183,6 +151,7 @@ class DriverState:
         header = json.dumps(
             {
                 "batch_id": self.batch_id,
+                "skipped": self.skipped,
                 "offsets": self.offsets.next,
                 "ids_high": self.ids.high,
                 "ids_window_ms": self.ids.window_ms,
@@ -436,7 +405,6 @@ class TransactionEngine:
         root = checkpoint / "rtfd"
         self.redo = RedoLog(root / "redo")
         self.snapshots = Snapshots(root / "state")
-        self.batch_log = BatchLog(root / "batches")
         self.schema = enriched_arrow_schema()
         refuse_other_layout(checkpoint)
         self.lake_id = lake_id(checkpoint)
@@ -448,8 +416,7 @@ class TransactionEngine:
             schema=self.schema,
         )
         self.state = DriverState.empty()
-        self.skipped_offsets = 0
-        self._committed = -1
+        self._replays: dict[int, Intent] = {}  # uncommitted batches' intents, from the log
         self._last_snapshot = time.monotonic()
         self._snapshot_thread: threading.Thread | None = None
         self._snapshot_done = -1
@@ -465,6 +432,13 @@ class TransactionEngine:
         t0 = time.monotonic()
         committed = committed_batch(self.checkpoint)
         upto = -1 if committed is None else committed
+        for batch_id, payload in self.redo.records(upto, 2**62):
+            meta = read_redo(payload)[1]
+            if "model" in meta:
+                risk = meta.get("risk")
+                self._replays[batch_id] = Intent(
+                    str(meta["model"]), None if risk is None else int(risk)
+                )
         dropped = self.redo.discard_after(upto)
         self.snapshots.drop_after(upto)
         from rtfd.lake import drop_after, query_watermark
@@ -486,19 +460,29 @@ class TransactionEngine:
         start = self.state.batch_id
         replayed = rows = 0
         flushed = -1 if self.lake.flushed is None else self.lake.flushed
-        for batch_id, payload in self.redo.records(start, upto):
+        missing: list[int] = []  # committed batches whose rows are in no Parquet file
+        for batch_id, payload in self.redo.records(min(start, flushed), upto):
+            table, meta = read_redo(payload)
+            if batch_id > flushed:
+                missing.append(batch_id)
+                if table.num_rows:
+                    self.lake.add(batch_id, table.replace_schema_metadata(None))
+            if batch_id <= start:
+                continue
             if batch_id != self.state.batch_id + 1:
                 raise StateError(
                     f"the redo log in {self.redo.directory} misses batch "
                     f"{self.state.batch_id + 1} (found {batch_id}); delete {self.checkpoint} to "
                     "start the per-user features afresh"
                 )
-            table, meta = read_redo(payload)
             self._refold(table, meta, batch_id)
-            if batch_id > flushed and table.num_rows:
-                self.lake.add(batch_id, table.replace_schema_metadata(None))
             replayed += 1
             rows += table.num_rows
+        if missing and missing[0] != flushed + 1:
+            raise StateError(
+                f"the rows of batches {flushed + 1}-{missing[0] - 1} are neither in Parquet nor "
+                f"in the redo log ({self.redo.directory}): they cannot be written exactly once"
+            )
         if self.state.batch_id != upto and committed is not None:
             raise StateError(
                 f"Spark committed batch {upto} but the stream state reaches only batch "
@@ -506,7 +490,6 @@ class TransactionEngine:
                 f"delete {self.checkpoint} to start the per-user features afresh"
             )
         written = self.lake.flush(upto)
-        self._committed = upto
         self._snapshot_done = snap[0] if snap else -1
         return (
             f"state restored: batch {upto}, {len(self.state.store):,} users "
@@ -539,6 +522,7 @@ class TransactionEngine:
             self.state.ids.duplicates(ids, timestamps_ms(frame["timestamp"]))
         for key, nxt in (meta.get("offsets") or {}).items():
             self.state.offsets.next[key] = max(int(nxt), self.state.offsets.next.get(key, 0))
+        self.state.skipped = int(meta.get("skipped", self.state.skipped))
         self.state.batch_id = batch_id
 
     # -- background work -----------------------------------------------------------------------
@@ -548,20 +532,17 @@ class TransactionEngine:
         self._flusher = threading.Thread(target=self._flush_loop, name="rtfd-lake", daemon=True)
         self._flusher.start()
 
-    def on_committed(self, batch_id: int) -> None:
-        """Spark committed ``batch_id`` (its progress event fired)."""
-        with self._lock:
-            self._committed = max(self._committed, batch_id)
-
     def _flush_loop(self) -> None:
         from rtfd.lake import compact
 
         next_compact = time.monotonic() + COMPACT_EVERY_S
         while not self._stop.wait(FLUSH_EVERY_S):
             try:
-                with self._lock:
-                    upto = self._committed
-                self.lake.flush(upto)
+                # Only what Spark's commit log holds: a batch it would run again never reaches
+                # Parquet twice.
+                upto = committed_batch(self.checkpoint)
+                if upto is not None:
+                    self.lake.flush(upto)
                 self._prune_redo()
                 if time.monotonic() >= next_compact:
                     for root in (self.settings.enriched_dir, self.settings.labels_dir):
@@ -650,8 +631,6 @@ class TransactionEngine:
                 f"batch {batch_id} arrived but the state is at batch {self.state.batch_id}; "
                 "restart the stream (it recovers from its checkpoint)"
             )
-        with self._lock:
-            self._committed = max(self._committed, batch_id - 1)
         s = self.settings
         values, kafka_ms, coords = kafka_columns(raw)
         intent, model, risk = self._intent(batch_id)
@@ -667,7 +646,7 @@ class TransactionEngine:
         mark("decode")
         gaps = self.state.offsets.gaps(coords)
         for where, first, count in gaps:
-            self.skipped_offsets += count
+            self.state.skipped += count
             log.error(
                 "%s offsets %d-%d were deleted by retention before the stream read them: %d "
                 "transaction(s) never scored (raise topic_retention_hours, or keep the stream "
@@ -693,7 +672,12 @@ class TransactionEngine:
         )
         table = scored.table
         mark("score")
-        meta = {"offsets": self.state.offsets.next, "model": intent.model_version}
+        meta = {
+            "offsets": self.state.offsets.next,
+            "model": intent.model_version,
+            "risk": intent.risk_version,
+            "skipped": self.state.skipped,
+        }
         state_bytes = self.redo.append(batch_id, redo_payload(table, meta))
         self.state.batch_id = batch_id
         mark("redo")
@@ -746,7 +730,7 @@ class TransactionEngine:
             alerts=len(alerts),
             dead_letters=len(decoded.dead),
             duplicates=n_dupes,
-            skipped_offsets=self.skipped_offsets,
+            skipped_offsets=self.state.skipped,
             state_users=len(self.state.store),
             state_bytes=self.state.store.nbytes,
             state_bytes_written=state_bytes,
@@ -772,9 +756,9 @@ class TransactionEngine:
         return stats
 
     def _intent(self, batch_id: int) -> tuple[Intent, Any, Any]:
-        """The model and risk table of a batch: the recorded ones on a replay, else the current
-        ones (recorded now)."""
-        recorded = self.batch_log.read(batch_id)
+        """The model and risk table of a batch: the ones its redo record names when it is run
+        again after a crash, else the current ones."""
+        recorded = self._replays.pop(batch_id, None)
         if recorded is not None:
             try:
                 model = self.models.get(recorded.model_version)
@@ -787,9 +771,7 @@ class TransactionEngine:
             return recorded, model, self.risk.table_version(recorded.risk_version)
         model = self.models.current()
         version, table = self.risk.current()
-        intent = Intent(str(model.version), version)
-        self.batch_log.write(batch_id, intent)
-        return intent, model, table
+        return Intent(str(model.version), version), model, table
 
 
 class LabelEngine:

@@ -176,7 +176,6 @@ class StreamRunner:
                 except Exception as e:  # the query may be failing on its own already
                     log.warning("stopping query %s: %s", name, e)
             if engine is not None:
-                self.hub.remove_listener_of(engine)
                 engine.stop()
             if publisher is not None:
                 publisher.close()
@@ -422,7 +421,6 @@ class StreamRunner:
         report = engine.recover()
         log.info("%s", report)
         engine.start_background()
-        self.hub.add_listener(_committed_to(engine))
         with self._lock:
             self._engine = engine
         return self._kafka_source(spark, self.topics.transactions), engine
@@ -498,17 +496,6 @@ def ensure_stream_topics(settings: Settings, topics: StreamTopics) -> None:
     }
     specs = [TopicSpec(names[s.name], s.partitions, s.config) for s in topic_specs(settings)]
     ensure_topics(client_config(settings), specs)
-
-
-def _committed_to(engine: Any) -> Observer:
-    """A progress observer that tells the engine which transactions batch Spark committed."""
-
-    def observe(progress: StreamProgress) -> None:
-        if progress.query == "transactions":
-            engine.on_committed(progress.batch_id)
-
-    observe.engine = engine  # type: ignore[attr-defined]
-    return observe
 
 
 class _Cancelled(Exception):
