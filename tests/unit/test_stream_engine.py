@@ -9,6 +9,7 @@ retention deleted are counted; a torn redo record is ignored; what readers see d
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -175,7 +176,7 @@ class Harness:
 def slices(rows: pd.DataFrame, k: int) -> list[tuple[pd.DataFrame, int]]:
     """``rows`` cut into ``k`` batches, with their first Kafka offsets."""
     bounds = np.linspace(0, len(rows), k + 1).astype(int)
-    return [(rows.iloc[a:b], int(a)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(rows.iloc[a:b], int(a)) for a, b in itertools.pairwise(bounds)]
 
 
 def test_features_equal_the_offline_kernel_and_rows_reach_parquet_once(tmp_path: Path) -> None:
