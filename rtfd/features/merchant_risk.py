@@ -27,7 +27,6 @@ import logging
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -254,13 +253,6 @@ def point_in_time(
     )
 
 
-def _parquet_glob(directory: Path) -> str | None:
-    """The glob of a Parquet dataset, or None when it holds no Parquet file."""
-    if not directory.is_dir() or next(directory.rglob("*.parquet"), None) is None:
-        return None
-    return str(directory / "**" / "*.parquet")
-
-
 def refresh_from_parquet(
     settings: Settings,
     *,
@@ -285,11 +277,13 @@ def refresh_from_parquet(
     delay_ms = -(-round(delay_s * 1000) // period_ms) * period_ms
     hi_ms = as_of_ms - delay_ms
     lo_ms = hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS
-    enriched = _parquet_glob(settings.enriched_dir)
+    from rtfd.lake import dataset
+
+    enriched = dataset(settings.enriched_dir)
     if enriched is None:
         log.info("merchant risk: no enriched Parquet under %s yet", settings.enriched_dir)
         return MerchantRiskTable.empty(label_delay_s=delay_s, period_s=period_s, as_of=as_of)
-    labels = _parquet_glob(settings.labels_dir)
+    labels = dataset(settings.labels_dir)
     label_cte = (
         "SELECT transaction_id, max(label) AS label FROM read_parquet($labels, "
         "hive_partitioning = true, union_by_name = true) "

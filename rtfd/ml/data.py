@@ -28,12 +28,6 @@ if TYPE_CHECKING:
 BACKTEST_COLUMNS = ("transaction_id", "timestamp", "user_id", "merchant_id", "amount", "label")
 
 
-def _glob(directory: Path) -> str | None:
-    if not directory.is_dir() or next(directory.rglob("*.parquet"), None) is None:
-        return None
-    return str(directory / "**" / "*.parquet")
-
-
 def read_training_table(settings: Settings, *, now: datetime | None = None) -> pd.DataFrame:
     """Served features joined with matured labels, sorted by event time.
 
@@ -44,13 +38,15 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
     """
     import duckdb
 
-    enriched = _glob(settings.enriched_dir)
+    from rtfd.lake import dataset
+
+    enriched = dataset(settings.enriched_dir)
     if enriched is None:
         raise DataError(
             f"no enriched Parquet under {settings.enriched_dir}: run the stream first, or "
             "train on a file with --data, or bootstrap from a simulated history with --bootstrap"
         )
-    labels = _glob(settings.labels_dir)
+    labels = dataset(settings.labels_dir)
     cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.label_maturity_days)
     con = duckdb.connect()
     try:

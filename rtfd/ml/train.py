@@ -226,7 +226,6 @@ def training_frame(
 ) -> tuple[pd.DataFrame, str]:
     """The labelled feature table to train on, and a description of where it came from."""
     from rtfd.ml.data import (
-        _glob,
         has_features,
         labelled_features,
         read_training_table,
@@ -235,7 +234,9 @@ def training_frame(
 
     delay_s = settings.label_maturity_days * 86_400.0
     fallback = ""
-    if data is None and not bootstrap and _glob(settings.enriched_dir) is not None:
+    from rtfd.lake import dataset
+
+    if data is None and not bootstrap and dataset(settings.enriched_dir) is not None:
         progress("reading enriched Parquet and matured labels", 0.0)
         try:
             frame = read_training_table(settings)
