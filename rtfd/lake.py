@@ -118,8 +118,23 @@ def partitions(root: Path) -> list[Path]:
 
 
 def visible_files(root: Path) -> list[str]:
-    """Every data file a reader should read under ``root``: each row exactly once."""
-    return [str(f.path) for d in partitions(root) for f in partition_files(d)[0]]
+    """Every data file a reader should read under ``root``: each row exactly once. Files named
+    by the stream follow the covering rule; any other ``*.parquet`` (not hidden) is read too."""
+    if not root.is_dir():
+        return []
+    out: list[str] = []
+    for directory, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(directory)
+        ours = [n for n in names if _NAME.match(n)]
+        if ours:
+            out += [str(f.path) for f in partition_files(here)[0]]
+        out += sorted(
+            str(here / n)
+            for n in names
+            if n.endswith(".parquet") and not n.startswith(".") and not _NAME.match(n)
+        )
+    return out
 
 
 def dataset(root: Path) -> list[str] | None:
