@@ -587,32 +587,62 @@ class KernelState:
     # -- serialisation ----------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """A compact, pickle-free blob: a JSON header and Arrow IPC tables (users, events, and
-        per pair kind its vocab and its pairs)."""
+        per pair kind its vocab and its pairs), zstd-compressed. Event and pair times are
+        stored back from their user's last event, and integer columns as int32 where they fit:
+        with the compression, about a tenth of the bytes of the plain int64 columns (this blob
+        is what Spark's state store moves and writes every batch on a cluster)."""
         import pyarrow as pa
 
         header = json.dumps(
-            {"version": 2, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
+            {"version": 3, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
         ).encode()
         parts = [_MAGIC, struct.pack("<I", len(header)), header]
+        last = self.users["last_te"]
+
+        def ints(values: np.ndarray) -> pa.Array:
+            v = np.asarray(values, dtype=_I64)
+            small = len(v) == 0 or (v.min() >= -(2**31) and v.max() < 2**31)
+            return pa.array(v.astype(np.int32) if small else v)
+
+        def back(table: dict[str, np.ndarray], col: str) -> np.ndarray:
+            return last[table["u"]] - table[col] if len(table["u"]) else table[col]
+
         tables = [
             pa.table(
                 {
                     "uid": pa.array(self.users["uid"], type=pa.string()),
-                    **{c: pa.array(self.users[c], type=pa.int64()) for c in _USER_COLS},
+                    **{c: ints(self.users[c]) for c in _USER_COLS if c != "last_te"},
+                    "last_te": pa.array(last, type=pa.int64()),
                     "last_lat": pa.array(self.users["last_lat"], type=pa.float64()),
                     "last_lon": pa.array(self.users["last_lon"], type=pa.float64()),
                 }
             ),
-            pa.table({k: pa.array(v, type=pa.int64()) for k, v in self.events.items()}),
+            pa.table(
+                {
+                    "u": ints(self.events["u"]),
+                    "te": ints(back(self.events, "te")),
+                    "c": ints(self.events["c"]),
+                    "f": pa.array(np.asarray(self.events["f"], dtype=np.uint8)),
+                }
+            ),
         ]
         for kind in PAIR_KINDS:
+            p = self.pairs[kind]
             tables.append(pa.table({"key": pa.array(self.vocab[kind], type=pa.string())}))
             tables.append(
-                pa.table({k: pa.array(v, type=pa.int64()) for k, v in self.pairs[kind].items()})
+                pa.table(
+                    {
+                        "u": ints(p["u"]),
+                        "k": ints(p["k"]),
+                        "count": ints(p["count"]),
+                        "last": ints(back(p, "last")),
+                    }
+                )
             )
+        options = pa.ipc.IpcWriteOptions(compression="zstd")
         for table in tables:
             sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, table.schema) as writer:
+            with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
                 writer.write_table(table)
             blob = sink.getvalue()
             parts += [struct.pack("<Q", len(blob)), blob]
@@ -631,7 +661,8 @@ class KernelState:
             (hlen,) = struct.unpack_from("<I", view, pos)
             header = json.loads(bytes(view[pos + 4 : pos + 4 + hlen]))
             pos += 4 + hlen
-            if header.get("version") != 2 or header.get("pairs") != list(PAIR_KINDS):
+            version = header.get("version")
+            if version not in (2, 3) or header.get("pairs") != list(PAIR_KINDS):
                 raise ValueError("kernel state of another kernel version")
             tables = []
             for _ in range(2 + 2 * len(PAIR_KINDS)):
@@ -668,6 +699,13 @@ class KernelState:
             vocab, pairs = tables[2 + 2 * i], tables[3 + 2 * i]
             out.vocab[kind] = col(vocab, "key", object)
             out.pairs[kind] = {k: col(pairs, k, _I64) for k in ("u", "k", "count", "last")}
+        if version == 3:  # times stored back from the user's last event
+            last = out.users["last_te"]
+            for table, c in ((out.events, "te"), *((p, "last") for p in out.pairs.values())):
+                if len(table["u"]):
+                    if not 0 <= table["u"].min() <= table["u"].max() < len(out):
+                        raise ValueError("corrupt kernel state blob: row of an unknown user")
+                    table[c] = last[table["u"]] - table[c]
             if len(out.pairs[kind]["k"]) and out.pairs[kind]["k"].max() >= len(out.vocab[kind]):
                 raise ValueError("corrupt kernel state blob: pair key outside its vocab")
         for table in (out.events, *out.pairs.values()):

@@ -4,10 +4,15 @@
   progress observers) for the CLI, the supervisor and the TUI;
 * :mod:`rtfd.stream.session` — the quiet, stoppable SparkSession; :mod:`rtfd.stream.connector` —
   Spark's Kafka connector, resolved once and cached;
-* :mod:`rtfd.stream.validate` — parsing and validation derived from :mod:`rtfd.schemas`;
-* :mod:`rtfd.stream.state` — per-user features over buckets of users (applyInPandasWithState);
-* :mod:`rtfd.stream.batch`, :mod:`rtfd.stream.scoring`, :mod:`rtfd.stream.sinks` — scoring with
-  hot reload, exactly-once Parquet, alerts and dead letters;
+* :mod:`rtfd.stream.decode` — Kafka records to validated records and dead letters (one validator,
+  vectorised, for both paths);
+* :mod:`rtfd.stream.engine` — the local path: per-user state beside ``foreachBatch``, durable
+  through :mod:`rtfd.stream.durable` (redo log, snapshots); :mod:`rtfd.stream.risk` — the
+  versioned merchant-risk tables;
+* :mod:`rtfd.stream.cluster` and :mod:`rtfd.stream.state` — the cluster path: decoding on the
+  executors and per-user features over buckets of users in Spark's state store;
+* :mod:`rtfd.stream.scoring`, :mod:`rtfd.stream.sinks` — models with hot reload, alerts and
+  dead letters;
 * :mod:`rtfd.stream.progress` — per-batch progress; :mod:`rtfd.stream.procs` — lock and orphans.
 
 Heavy imports (pyspark, pandas) happen inside functions, so importing this package is cheap.

@@ -281,7 +281,9 @@ def score_rows(
     from rtfd.features.kernel import timestamps_ms
 
     n = len(rows)
-    x = user_features[FEATURE_NAMES].to_numpy(dtype=np.float64, copy=True)
+    x = user_features.reindex(columns=FEATURE_NAMES, fill_value=0.0).to_numpy(
+        dtype=np.float64, copy=True
+    )
     if n:
         looked = risk.lookup_ms(
             rows["merchant_id"].to_numpy(dtype=object), timestamps_ms(rows["timestamp"])

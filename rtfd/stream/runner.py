@@ -28,7 +28,7 @@ from typing import Any
 
 from rtfd.config import Settings
 from rtfd.errors import ConfigError, RtfdError
-from rtfd.schemas import TRANSACTION, Topics
+from rtfd.schemas import Topics
 from rtfd.stream.progress import Observer, ProgressHub, StreamProgress
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,13 @@ class StreamRunner:
 
         path = checkpoint / "rtfd" / "layout.json"
         n = self.settings.stream_state_buckets
+        if (checkpoint / "rtfd" / "redo").exists():
+            raise ConfigError(
+                f"the checkpoint {checkpoint} keeps its per-user state in the driver (written "
+                "with stream_state = driver, the local default); set stream_state = driver to go "
+                "on with it, or delete the checkpoint directory to start the per-user features "
+                "afresh (Parquet, models and topics are kept)"
+            )
         if path.exists():
             stored = json.loads(path.read_text(encoding="utf-8"))
             # Layouts from before the format was recorded hold format 1.
@@ -428,29 +435,18 @@ class StreamRunner:
     def _spark_state_sink(
         self, spark: Any, checkpoint: Path, publisher: Any, models: Any, risk: Any
     ) -> tuple[Any, Any]:
-        """Kafka -> validation -> Spark's bucketed state operator -> foreachBatch (a cluster)."""
-        from rtfd.stream.batch import TransactionSink
+        """Kafka -> decode on the executors -> Spark's bucketed state operator -> foreachBatch
+        (rtfd.stream.cluster: the path for a cluster)."""
+        from rtfd.stream.cluster import ClusterSink, decode_in_spark
         from rtfd.stream.state import apply_user_state
-        from rtfd.stream.validate import parse_records
 
         s = self.settings
         buckets = self._layout(checkpoint)
-        raw = (
-            spark.readStream.format("kafka")
-            .options(
-                **self._kafka_options(
-                    self.topics.transactions, max_offsets=s.stream_max_offsets_per_trigger
-                )
-            )
-            .load()
-        )
-        parsed = parse_records(
-            raw, TRANSACTION, max_future_s=s.stream_max_future_s, max_amount=s.stream_max_amount
-        )
+        decoded = decode_in_spark(self._kafka_source(spark, self.topics.transactions), s)
         scored_input = apply_user_state(
-            parsed, buckets=buckets, ttl_s=s.stream_state_ttl_hours * 3600.0
+            decoded, buckets=buckets, ttl_s=s.stream_state_ttl_hours * 3600.0
         )
-        sink = TransactionSink(
+        sink = ClusterSink(
             s,
             checkpoint=checkpoint,
             alerts_topic=self.topics.alerts,
@@ -462,6 +458,9 @@ class StreamRunner:
             console=self._console_writer if self.console else None,
             clock=self._clock,
         )
+        sink.start_background()
+        with self._lock:
+            self._engine = sink
         return scored_input, sink
 
     def _on_terminated(self, name: str, error: str | None, query_id: str = "") -> None:

@@ -79,13 +79,22 @@ class ModelHolder:
         return model
 
     def for_batch(self, batch_log: BatchLog, batch_id: int) -> Any:
-        """The model of a batch: the recorded one on a replay, else the current one."""
+        """The model of a batch: the recorded one on a replay, else the current one (recorded).
+        A replay whose model cannot be loaded stops with a clear error: scored by another
+        model, the batch would send other scores and alert ids."""
         recorded = batch_log.read(batch_id)
         if recorded is not None:
             try:
                 return self.get(recorded)
             except Exception as e:
-                log.warning("batch %d: recorded model %s unavailable (%s)", batch_id, recorded, e)
+                from rtfd.errors import RtfdError
+
+                raise RtfdError(
+                    f"batch {batch_id} was scored by model {recorded}, which cannot be loaded "
+                    f"now ({e}); it must score the batch again so that the same alerts go out: "
+                    "restore that version in the model registry",
+                    title="Stream state",
+                ) from e
         model = self.current()
         batch_log.write(batch_id, model.version)
         return model
@@ -102,11 +111,22 @@ class BatchLog:
         return self.directory / f"{batch_id:012d}.json"
 
     def read(self, batch_id: int) -> str | None:
+        """The model version recorded for a batch; None when none was. An unreadable record
+        is an error: hiding it would let another model score a replay."""
+        from rtfd.errors import RtfdError
+
+        path = self._path(batch_id)
         try:
-            data = json.loads(self._path(batch_id).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            version = data.get("model_version")
+        except FileNotFoundError:
             return None
-        version = data.get("model_version")
+        except (OSError, ValueError, AttributeError) as e:
+            raise RtfdError(
+                f"the record of which model scored batch {batch_id} ({path}) is unreadable "
+                f"({e}); delete it only if that batch may be scored by another model",
+                title="Stream state",
+            ) from e
         return str(version) if version else None
 
     def write(self, batch_id: int, model_version: str) -> None:

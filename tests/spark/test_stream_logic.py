@@ -371,9 +371,9 @@ def test_the_stream_command_is_registered_and_import_light() -> None:
 
 
 def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rtfd.stream.batch as batch
+    import rtfd.stream.engine as engine
 
-    monkeypatch.setattr(batch, "MAX_EXPLAINED_ALERTS", 2)
+    monkeypatch.setattr(engine, "MAX_EXPLAINED_ALERTS", 2)
 
     class Model:
         features = ("f",)
@@ -381,9 +381,9 @@ def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.Mon
         def explain(self, df: pd.DataFrame, top: int = 3) -> list[list[str]]:
             return [[f"f={v}"] for v in df["f"]]
 
-    flagged = pd.DataFrame({"f": [1, 2, 3, 4], "fraud_score": [0.6, 0.9, 0.7, 0.95]})
-    reasons = batch.explain_alerts(Model(), flagged)
-    assert reasons == [[batch.UNEXPLAINED], ["f=2"], [batch.UNEXPLAINED], ["f=4"]]
+    flagged = pd.DataFrame({"f": [1, 2, 3, 4]})
+    reasons = engine.explain_alerts(Model(), flagged, np.array([0.6, 0.9, 0.7, 0.95]))
+    assert reasons == [[engine.UNEXPLAINED], ["f=2"], [engine.UNEXPLAINED], ["f=4"]]
 
 
 def test_a_checkpoint_with_another_state_format_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -323,3 +323,46 @@ def test_features_package_imports_neither_spark_nor_textual() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_the_state_blob_is_at_least_five_times_smaller_than_plain_columns() -> None:
+    """What Spark's state store moves per bucket on a cluster: int32 where values fit, times
+    back from the user's last event, zstd (the plain form was int64 Arrow columns)."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+
+    from rtfd.features.kernel import KernelState, step_batch
+    from rtfd.generator.history import simulate_history
+
+    history = simulate_history(3, users=3_000, merchants=500, seed=5, time_scale=600)
+    state, _ = step_batch(KernelState(), history)
+
+    def plain(s: KernelState) -> int:
+        tables = [
+            pa.table({k: pa.array(v) for k, v in s.users.items() if k != "uid"}),
+            pa.table({k: pa.array(v, pa.int64()) for k, v in s.events.items()}),
+            *(
+                pa.table({k: pa.array(v, pa.int64()) for k, v in p.items()})
+                for p in s.pairs.values()
+            ),
+        ]
+        size = sum(len(u) for u in s.users["uid"]) + sum(
+            len(str(w)) for v in s.vocab.values() for w in v
+        )
+        for t in tables:
+            sink = io.BytesIO()
+            with pa.ipc.new_stream(sink, t.schema) as w:
+                w.write_table(t)
+            size += len(sink.getvalue())
+        return size
+
+    blob = state.to_bytes()
+    assert plain(state) >= 5 * len(blob), (plain(state), len(blob))
+    back = KernelState.from_bytes(blob)
+    for k in state.events:
+        assert np.array_equal(back.events[k], state.events[k])
+    for kind, p in state.pairs.items():
+        for k in p:
+            assert np.array_equal(back.pairs[kind][k], p[k])
