@@ -133,10 +133,16 @@ def read_transactions(
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     except (ValueError, TypeError) as e:
         raise DataError(f"{p}: unreadable timestamps ({e})") from e
+    if "label" in frame.columns and frame["label"].isna().any():
+        raise DataError(f"{p}: the label column has missing values")
+    for col in ("label", "amount", "lat", "lon"):
+        if col in frame.columns:
+            try:
+                frame[col] = pd.to_numeric(frame[col])
+            except (ValueError, TypeError) as e:
+                raise DataError(f"{p}: the {col} column is not numeric ({e})") from e
     if "label" in frame.columns:
-        if frame["label"].isna().any():
-            raise DataError(f"{p}: the label column has missing values")
-        frame["label"] = (pd.to_numeric(frame["label"]) > 0).astype(np.int8)
+        frame["label"] = (frame["label"] > 0).astype(np.int8)
     for col in ("transaction_id", "user_id", "merchant_id"):
         if col in frame.columns:
             frame[col] = frame[col].astype(str)
