@@ -55,8 +55,7 @@ class ArgumentParser(argparse.ArgumentParser):
     instead of the usage block and the error (``--help`` still shows the usage)."""
 
     def error(self, message: str) -> NoReturn:
-        text = " ".join(message.split())
-        self.exit(2, f"rtfd: Invalid argument: {text} (see `{self.prog} --help`)\n")
+        self.exit(2, f"rtfd: Invalid argument: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 @dataclass(frozen=True)
@@ -218,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(args.func(args, settings) or 0)
     except RtfdError as e:
-        print(f"rtfd: {e.title}: {_one_line(e.message)}", file=sys.stderr)
+        print(f"rtfd: {e.title}: {one_line(e.message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rtfd: interrupted", file=sys.stderr)
@@ -227,28 +226,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The machine refused something (a full disk, a permission, a name too long) where no
         # RtfdError wrapped it: still for the user to fix, so one line that names the file.
         _keep_traceback(settings, "file system error", e, crash_file=False)
-        print(f"rtfd: File system error: {_describe_os_error(e)}", file=sys.stderr)
+        print(f"rtfd: File system error: {one_line(_describe_os_error(e))}", file=sys.stderr)
         return 2
     except Exception as e:
         # A bug: one line, and the traceback where a bug report can quote it.
         where = _keep_traceback(settings, "internal error", e)
         kept = f"the traceback is in {where}" if where else "no log file could be written"
         print(
-            f"rtfd: Internal error: {type(e).__name__}: {_one_line(str(e))[:300]} "
+            f"rtfd: Internal error: {type(e).__name__}: {one_line(str(e))[:300]} "
             f"(a bug in rtfd; {kept})",
             file=sys.stderr,
         )
         return 1
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def one_line(text: str) -> str:
+    """``text`` as one printable line: whitespace runs become a space (a library's message over
+    several lines), other control characters their escape (a NUL or ESC from a bad value)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(text.split()))
 
 
 def _describe_os_error(e: OSError) -> str:
     from rtfd.config import short_path
 
-    text = e.strerror or _one_line(str(e)) or type(e).__name__
+    text = e.strerror or one_line(str(e)) or type(e).__name__
     names = [short_path(f) for f in (e.filename, e.filename2) if f is not None]
     return f"{text}: {' -> '.join(names)}" if names else text
 

@@ -360,8 +360,9 @@ def make_dir(path: Path, setting: str) -> Path:
 
 
 def short_path(path: Path | str, limit: int = 160) -> str:
-    """``path`` as text, its middle elided when longer than ``limit`` (one-line messages)."""
-    text = str(path)
+    """``path`` as text for a one-line message: control characters escaped (a newline, a NUL),
+    the middle elided when longer than ``limit``."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
     if len(text) <= limit:
         return text
     keep = limit // 2 - 2
