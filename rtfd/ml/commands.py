@@ -186,6 +186,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
 
     from rtfd.cli import output_dir, output_file
+    from rtfd.config import short_path
     from rtfd.errors import DataError
     from rtfd.ml.backtest import JSON_KEYS, make_windows, run_backtest, write_json
     from rtfd.ml.data import read_transactions
@@ -201,7 +202,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as e:
         raise DataError(f"--train-start {args.train_start!r}: expected YYYY-MM-DD") from e
     progress = _progress("backtest")
-    progress(f"reading {args.data}", None)
+    progress(f"reading {short_path(args.data)}", None)
     frame = read_transactions(args.data)
     try:
         make_windows(

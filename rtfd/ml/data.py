@@ -129,6 +129,8 @@ def read_transactions(
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"{p}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise DataError(f"{p}: no transactions in it")
     try:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     except (ValueError, TypeError) as e:
