@@ -70,13 +70,17 @@ class Number:
 
     def describe(self) -> str:
         what = "an integer" if self.kind is int else "a number"
-        if self.lo is not None and self.hi is not None and not self.lo_open:
-            return f"{what} from {self.lo:g} to {self.hi:g}"
+        lo, hi = (
+            None if b is None else f"{int(b):,}" if b == int(b) else f"{b:g}"
+            for b in (self.lo, self.hi)
+        )
+        if lo is not None and hi is not None and not self.lo_open:
+            return f"{what} from {lo} to {hi}"
         bounds = []
-        if self.lo is not None:
-            bounds.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
-        if self.hi is not None:
-            bounds.append(f"<= {self.hi:g}")
+        if lo is not None:
+            bounds.append(f"{'>' if self.lo_open else '>='} {lo}")
+        if hi is not None:
+            bounds.append(f"<= {hi}")
         return f"{what} {' and '.join(bounds)}".strip()
 
     def __call__(self, text: str) -> int | float:
