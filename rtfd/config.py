@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -144,7 +145,11 @@ class Settings:
         default=0.01,
         metadata={"doc": "Overall share of fraudulent transactions.", **_range(0, 0.5)},
     )
-    generator_seed: int = field(default=42, metadata={"doc": "Random seed of the simulator."})
+    # The range numpy's and scikit-learn's seeds accept (a negative one crashed the simulator).
+    generator_seed: int = field(
+        default=42,
+        metadata={"doc": "Random seed of the simulator.", **_range(0, 2**32 - 1)},
+    )
     generator_label_delay_s: float = field(
         default=60.0,
         metadata={
@@ -307,10 +312,24 @@ class Settings:
         """Pid files and locks of running components."""
         return self.data_dir / "run"
 
+    @property
+    def log_root_setting(self) -> str:
+        """The setting that places :attr:`log_root` (``home`` puts the logs under it)."""
+        return "home" if self.home and not self.log_dir else "log_dir"
+
     def ensure_dirs(self) -> None:
-        """Create the data, cache and log directories (never done at import time)."""
-        for d in (self.data_dir, self.cache_root, self.log_root, self.run_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create the data, cache and log directories (never done at import time).
+
+        Raises :class:`ConfigError` naming the setting and the path when one cannot be created
+        or written: a home under /proc, a file where a directory should be, a name too long.
+        """
+        for setting, d in (
+            ("home", self.data_dir),
+            ("cache_dir", self.cache_root),
+            (self.log_root_setting, self.log_root),
+            ("home", self.run_dir),
+        ):
+            make_dir(d, setting)
 
     def redacted(self) -> dict[str, Any]:
         """The settings as a dict with every secret-looking value replaced, safe to log."""
@@ -333,6 +352,46 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed and validated, as CLI flags do."""
         return _validated(dataclasses.replace(self, **changes), {k: "argument" for k in changes})
+
+
+def make_dir(path: Path, setting: str) -> Path:
+    """Create the directory ``path`` (and its parents) and check that rtfd may write there.
+
+    A failure is a :class:`ConfigError` that names ``setting`` (the one that put the directory
+    there), the path and the reason, so a bad ``--home`` or ``RTFD_LOG_DIR`` is one line.
+    """
+    fix = f"set {ENV_PREFIX}{setting.upper()}{' (or --home)' if setting == 'home' else ''} to a "
+    fix += "writable directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        failed = getattr(e, "filename", None)
+        at = f" ({short_path(failed)})" if failed and str(failed) != str(path) else ""
+        raise ConfigError(
+            f"setting {setting}: cannot create the directory {short_path(path)}: {reason}{at}; "
+            + fix
+        ) from e
+    try:
+        # A real write, not os.access: root passes access() checks on /proc and read-only mounts.
+        fd, probe = tempfile.mkstemp(prefix=".rtfd-probe-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(
+            f"setting {setting}: cannot write in {short_path(path)}: {e.strerror or e}; {fix}"
+        ) from e
+    return path
+
+
+def short_path(path: Path | str, limit: int = 160) -> str:
+    """``path`` as text for a one-line message: control characters escaped (a newline, a NUL),
+    the middle elided when longer than ``limit``."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(path))
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 2
+    return f"{text[:keep]}...{text[-keep:]} ({len(text):,} characters)"
 
 
 def _is_secret(key: str) -> bool:
@@ -366,6 +425,8 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
         base = Path
     try:
         if base is Path:
+            if isinstance(raw, str) and "\x00" in raw:
+                raise ValueError  # no file system accepts it; os calls would raise ValueError
             return None if raw in (None, "") else Path(os.path.expanduser(str(raw)))
         if base is bool:
             if isinstance(raw, bool):
@@ -447,6 +508,21 @@ def _flatten_toml(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return flat
 
 
+def _read_config_file(path: Path, *, explicit: bool) -> str | None:
+    """The config file's text; None when there is none (an error if it was asked for)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError) as e:
+        if explicit:
+            raise ConfigError(f"config file {short_path(path)}: not found") from e
+        return None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {short_path(path)}: not UTF-8 text ({e.reason})") from e
+    except (OSError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"config file {short_path(path)}: cannot read it: {reason}") from e
+
+
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -463,16 +539,15 @@ def load_settings(
     sources: dict[str, str] = {}
 
     path = config_file or config_file_path(env)
-    if path.exists():
+    text = _read_config_file(path, explicit=config_file is not None)
+    if text is not None:
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
-            raise ConfigError(f"config file {path}: {e}") from e
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {short_path(path)}: {e}") from e
         for key, raw in _flatten_toml(doc, path).items():
             values[key] = _coerce(key, raw, str(path))
             sources[key] = str(path)
-    elif config_file is not None:
-        raise ConfigError(f"config file {path}: not found")
 
     client = dict(values.get("client", {}))
     for f in fields(Settings):

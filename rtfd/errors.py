@@ -28,6 +28,12 @@ class ConfigError(RtfdError):
     title = "Invalid configuration"
 
 
+class UsageError(RtfdError):
+    """A command-line argument is malformed or out of range; the message names the flag."""
+
+    title = "Invalid argument"
+
+
 class BrokerError(RtfdError):
     """The broker could not be started, stopped or reached."""
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import add_settings_flag
+    from rtfd.cli import Number, add_settings_flag
 
     gen = sub.add_parser(
         "generate",
@@ -31,7 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_settings_flag(gen, "--rate", "generator_rate", "transactions per second (live)")
     gen.add_argument(
-        "--duration", type=float, default=None, metavar="S", help="stop after S seconds (live)"
+        "--duration",
+        type=Number(float, lo=0, lo_open=True),
+        default=None,
+        metavar="S",
+        help="stop after S seconds (live)",
     )
     add_settings_flag(gen, "--seed", "generator_seed", "random seed")
     add_settings_flag(gen, "--users", "generator_users", "simulated users")
@@ -45,7 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--labels-topic", default=None, help="fraud labels topic (default: fraud_labels)"
     )
     gen.add_argument(
-        "--history", type=float, default=None, metavar="DAYS", help="offline: simulate DAYS days"
+        "--history",
+        type=Number(float, lo=0, lo_open=True, hi=3650),
+        default=None,
+        metavar="DAYS",
+        help="offline: simulate DAYS days (at most 3650)",
     )
     gen.add_argument("--out", default=None, metavar="FILE", help="offline: Parquet file to write")
     gen.set_defaults(func=cmd_generate)
@@ -97,8 +105,6 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError("offline mode needs both --history DAYS and --out FILE.parquet")
     if args.history is not None:
         return _offline(args, settings)
-    if args.duration is not None and args.duration <= 0:
-        raise ConfigError("--duration must be > 0 seconds")
     from rtfd.generator.live import LiveGenerator
     from rtfd.schemas import Topics
 
@@ -156,11 +162,10 @@ def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) 
 
 
 def _offline(args: argparse.Namespace, settings: Settings) -> int:
-    from rtfd.errors import ConfigError
+    from rtfd.cli import output_file
     from rtfd.generator.history import simulate_history, write_history
 
-    if args.history <= 0 or not math.isfinite(args.history):
-        raise ConfigError("--history must be a positive number of days")
+    output_file(args.out, "--out")  # before minutes of simulation, not after
     started = time.monotonic()
 
     shown = [-1.0]

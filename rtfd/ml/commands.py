@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import add_settings_flag
+    from rtfd.cli import Number, add_settings_flag
 
     train = sub.add_parser(
         "train",
@@ -66,9 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     bt.add_argument("--data", metavar="FILE", required=True, help="transactions with labels")
     bt.add_argument("--train-start", metavar="DATE", help="first training day (YYYY-MM-DD)")
-    bt.add_argument("--train-days", type=float, default=21.0, metavar="N")
-    bt.add_argument("--delay-days", type=float, default=7.0, metavar="N")
-    bt.add_argument("--test-days", type=float, default=7.0, metavar="N")
+    days = Number(float, lo=0, lo_open=True, hi=36500)
+    bt.add_argument("--train-days", type=days, default=21.0, metavar="N")
+    bt.add_argument("--delay-days", type=Number(float, lo=0, hi=36500), default=7.0, metavar="N")
+    bt.add_argument("--test-days", type=days, default=7.0, metavar="N")
     bt.add_argument("--algo", choices=("xgboost", "logreg", "iforest"), default=None)
     bt.add_argument("--mode", choices=("supervised", "unsupervised"), default=None)
     bt.add_argument("--json", metavar="OUT", help="write the metrics as JSON to OUT")
@@ -182,20 +183,40 @@ def cmd_models_rollback(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
+    from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
+
+    from rtfd.cli import output_dir, output_file
+    from rtfd.config import short_path
     from rtfd.errors import DataError
-    from rtfd.ml.backtest import JSON_KEYS, run_backtest, write_json
+    from rtfd.ml.backtest import JSON_KEYS, make_windows, run_backtest, write_json
     from rtfd.ml.data import read_transactions
 
-    progress = _progress("backtest")
-    progress(f"reading {args.data}", None)
-    frame = read_transactions(args.data)
-    plots = Path(args.plots) if args.plots else (
+    # Every argument is checked before the data is read and the model trained.
+    if args.json is not None:
+        output_file(args.json, "--json")
+    plots = output_dir(args.plots, "--plots") if args.plots is not None else (
         settings.data_dir / "backtests" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     )  # fmt: skip
     try:
         start = datetime.strptime(args.train_start, "%Y-%m-%d").date() if args.train_start else None
     except ValueError as e:
         raise DataError(f"--train-start {args.train_start!r}: expected YYYY-MM-DD") from e
+    progress = _progress("backtest")
+    progress(f"reading {short_path(args.data)}", None)
+    frame = read_transactions(args.data)
+    try:
+        make_windows(
+            frame["timestamp"],
+            train_start=start,
+            train_days=args.train_days,
+            delay_days=args.delay_days,
+            test_days=args.test_days,
+        )
+    except (OverflowError, OutOfBoundsDatetime, OutOfBoundsTimedelta) as e:
+        raise DataError(
+            f"--train-start and the --*-days put a window outside the dates pandas can hold "
+            f"(1677 to 2262): {e}"
+        ) from e
     algo = args.algo or ("iforest" if args.mode == "unsupervised" else settings.model_algo)
     result = run_backtest(
         frame,
@@ -219,7 +240,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     for key in JSON_KEYS:
         print(f"  {key:24}{_fmt(result.metrics[key])}")
     print(f"  plots: {', '.join(str(p) for p in result.plots)}")
-    if args.json:
+    if args.json is not None:
         write_json(result, Path(args.json))
         print(f"  metrics written to {args.json}", file=sys.stderr)
     return 0

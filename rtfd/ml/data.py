@@ -125,14 +125,22 @@ def read_transactions(
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"{p}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise DataError(f"{p}: no transactions in it")
     try:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
     except (ValueError, TypeError) as e:
         raise DataError(f"{p}: unreadable timestamps ({e})") from e
+    if "label" in frame.columns and frame["label"].isna().any():
+        raise DataError(f"{p}: the label column has missing values")
+    for col in ("label", "amount", "lat", "lon"):
+        if col in frame.columns:
+            try:
+                frame[col] = pd.to_numeric(frame[col])
+            except (ValueError, TypeError) as e:
+                raise DataError(f"{p}: the {col} column is not numeric ({e})") from e
     if "label" in frame.columns:
-        if frame["label"].isna().any():
-            raise DataError(f"{p}: the label column has missing values")
-        frame["label"] = (pd.to_numeric(frame["label"]) > 0).astype(np.int8)
+        frame["label"] = (frame["label"] > 0).astype(np.int8)
     for col in ("transaction_id", "user_id", "merchant_id"):
         if col in frame.columns:
             frame[col] = frame[col].astype(str)

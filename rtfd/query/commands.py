@@ -10,12 +10,16 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from rtfd.cli import Number
+
     parser = sub.add_parser(
         "query",
         help="run read-only SQL over enriched_transactions, labels and alerts (DuckDB)",
     )
     parser.add_argument("sql", nargs="?", help="one SELECT statement (omit with --examples)")
-    parser.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    parser.add_argument(
+        "--limit", type=Number(int, lo=1, hi=10**7), default=50, help="rows to print (default 50)"
+    )
     parser.add_argument(
         "--csv", metavar="NAME.csv", help="export the whole result to <data>/exports"
     )

@@ -166,6 +166,8 @@ class QueryService:
 
     def export_csv(self, sql: str, path: Path | str) -> int:
         """Write the whole result of ``sql`` as CSV under ``<data>/exports``; returns the rows."""
+        if "\x00" in str(path):  # resolve() would raise ValueError
+            raise QueryError("export file names use letters, digits, '.', '-', '_' and end in .csv")
         target = Path(path)
         if not target.is_absolute():
             target = self.exports_dir / target

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import add_settings_flag
+    from rtfd.cli import Number, add_settings_flag
 
     parser = sub.add_parser(
         "stream",
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     parser.add_argument(
         "--progress-every",
-        type=float,
+        type=Number(float, lo=0),
         default=10.0,
         metavar="SECONDS",
         help="print a progress line at most this often (0: never)",
