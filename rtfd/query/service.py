@@ -2,11 +2,18 @@
 
 Three locks keep the SQL panel from reaching anything it should not:
 
-1. only a single ``SELECT`` (or ``EXPLAIN``) statement is accepted — no COPY, ATTACH, CREATE,
-   INSERT, SET, INSTALL/LOAD, PRAGMA, multi-statement scripts;
-2. DuckDB's own external-access restriction: file access is disabled except for the Parquet
-   directories under the data dir (``allowed_directories``), extensions never auto-install or
-   auto-load, and the configuration is locked so a query cannot undo it;
+1. ``rtfd.query.guard`` decides from DuckDB's own parse tree, not from the first keyword,
+   whether a query may run: one SELECT (or EXPLAIN [ANALYZE] of one) whose every node, table,
+   table function and function is on an allowlist of plain reads over the panel's views. So
+   ``EXPLAIN ANALYZE COPY ...``, a CTE or subquery hiding a write, ``read_text('/etc/passwd')``,
+   a path as a table name, ``query('...')``, ``setseed``/``nextval`` and multi-statement
+   scripts are all refused before DuckDB binds anything;
+2. DuckDB's own lockdown, underneath: file access is disabled except for the Parquet
+   directories (``allowed_directories``), extensions never auto-install or auto-load, Python
+   objects are never scanned by name, and the configuration is locked so a query cannot undo
+   it. DuckDB adds its spill directory (``temp_directory``) to ``allowed_directories`` by
+   itself, so each service spills into a fresh private directory outside the data dir, which
+   the guard never lets a query name;
 3. CSV export is written by Python, only into ``<data>/exports``.
 
 A query that runs longer than ``timeout_s`` is interrupted.
@@ -16,18 +23,27 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtfd.config import Settings
-from rtfd.errors import RtfdError
+from rtfd.query.errors import QueryError
+from rtfd.query.guard import SqlGuard, first_line
 from rtfd.schemas import LABEL, TRANSACTION
 
-ALLOWED_STATEMENTS = {"SELECT", "EXPLAIN"}
+if TYPE_CHECKING:
+    import duckdb
+
+__all__ = ["COUNT_LIMIT", "VIEW_NAMES", "QueryError", "QueryResult", "QueryService"]
+
 COUNT_LIMIT = 5_000_000  # beyond this the row count is reported as a lower bound
+VIEW_NAMES = ("enriched_transactions", "labels", "alerts")
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -38,12 +54,6 @@ _SQL_TYPES = {
     "timestamp": "TIMESTAMPTZ",
     "list<string>": "VARCHAR[]",
 }
-
-
-class QueryError(RtfdError):
-    """Bad SQL, a forbidden statement, or a query that ran out of time."""
-
-    title = "Query error"
 
 
 @dataclass(frozen=True)
@@ -62,83 +72,86 @@ def _empty_view(fields: list[tuple[str, str]]) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def view_definitions(settings: Settings) -> dict[str, str]:
+    """The SELECT behind each of ``VIEW_NAMES``, given the Parquet files present now.
+
+    This is the one place that decides which files the views read; an empty view with the
+    right columns stands in until the first file appears.
+    """
+    enriched = settings.enriched_dir
+    labels = settings.labels_dir
+    has_enriched = any(enriched.glob("*/*.parquet")) if enriched.exists() else False
+    has_labels = any(labels.glob("**/*.parquet")) if labels.exists() else False
+    if has_enriched:
+        enriched_body = (
+            f"SELECT * FROM read_parquet('{enriched}/*/*.parquet', "
+            "hive_partitioning = true, union_by_name = true)"
+        )
+    else:
+        enriched_body = _empty_view(
+            [(f.name, _SQL_TYPES[f.type]) for f in TRANSACTION.fields]
+            + [("fraud_score", "DOUBLE"), ("is_fraud", "BOOLEAN"), ("model_version", "VARCHAR")]
+        )
+    if has_labels:
+        labels_body = f"SELECT * FROM read_parquet('{labels}/**/*.parquet', union_by_name = true)"
+    else:
+        labels_body = _empty_view([(f.name, _SQL_TYPES[f.type]) for f in LABEL.fields])
+    return {
+        "enriched_transactions": enriched_body,
+        "labels": labels_body,
+        "alerts": "SELECT * FROM enriched_transactions WHERE is_fraud",
+    }
+
+
+def _locked_connection(readable: list[Path], temp_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can read only ``readable`` (and its own spill directory)."""
+    import duckdb
+
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "temp_directory": str(temp_dir),
+        },
+    )
+    con.execute("SET allowed_directories = ?", [[str(p) + "/" for p in readable]])
+    con.execute("SET enable_external_access = false")
+    # The Python client would otherwise scan a DataFrame in the caller's frame named in FROM.
+    con.execute("SET python_enable_replacements = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
 class QueryService:
     """One DuckDB connection, locked down, with the appliance's tables as views."""
 
     def __init__(self, settings: Settings, *, timeout_s: float = 30.0) -> None:
-        import duckdb
-
         self.settings = settings
         self.timeout_s = timeout_s
         self.exports_dir = settings.data_dir / "exports"
         self._lock = threading.Lock()
-        self._con = duckdb.connect(
-            ":memory:",
-            config={"autoinstall_known_extensions": False, "autoload_known_extensions": False},
-        )
-        self._roots = [settings.enriched_dir, settings.labels_dir]
-        self._con.execute("SET allowed_directories = ?", [[str(p) + "/" for p in self._roots]])
-        self._con.execute("SET enable_external_access = false")
-        self._con.execute("SET lock_configuration = true")
-        self._signature: tuple[bool, bool] | None = None
+        self._guard = SqlGuard(VIEW_NAMES)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="rtfd-query-"))
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.temp_dir, True)
+        self._con = _locked_connection([settings.enriched_dir, settings.labels_dir], self.temp_dir)
+        self._views: dict[str, str] = {}
 
-    # -- views ----------------------------------------------------------------------------------
     def _refresh_views(self) -> None:
-        """(Re)create the views when Parquet files first appear; cheap when nothing changed."""
-        enriched = self.settings.enriched_dir
-        labels = self.settings.labels_dir
-        has_enriched = any(enriched.glob("*/*.parquet")) if enriched.exists() else False
-        has_labels = any(labels.glob("**/*.parquet")) if labels.exists() else False
-        signature = (has_enriched, has_labels)
-        if signature == self._signature:
+        """(Re)create the views when their definitions change; cheap when nothing changed."""
+        views = view_definitions(self.settings)
+        if views == self._views:
             return
-        if has_enriched:
-            body = (
-                f"SELECT * FROM read_parquet('{enriched}/*/*.parquet', "
-                "hive_partitioning = true, union_by_name = true)"
-            )
-        else:
-            body = _empty_view(
-                [(f.name, _SQL_TYPES[f.type]) for f in TRANSACTION.fields]
-                + [("fraud_score", "DOUBLE"), ("is_fraud", "BOOLEAN"), ("model_version", "VARCHAR")]
-            )
-        self._con.execute(f"CREATE OR REPLACE VIEW enriched_transactions AS {body}")
-        if has_labels:
-            body = f"SELECT * FROM read_parquet('{labels}/**/*.parquet', union_by_name = true)"
-        else:
-            body = _empty_view([(f.name, _SQL_TYPES[f.type]) for f in LABEL.fields])
-        self._con.execute(f"CREATE OR REPLACE VIEW labels AS {body}")
-        self._con.execute(
-            "CREATE OR REPLACE VIEW alerts AS SELECT * FROM enriched_transactions WHERE is_fraud"
-        )
-        self._signature = signature
-
-    # -- queries --------------------------------------------------------------------------------
-    @staticmethod
-    def check_sql(sql: str) -> str:
-        """Return the single allowed statement in ``sql`` or raise QueryError saying why not."""
-        import duckdb
-
-        text = sql.strip().rstrip(";").strip()
-        if not text:
-            raise QueryError("the query is empty")
-        try:
-            statements = duckdb.extract_statements(text)
-        except duckdb.Error as e:
-            raise QueryError(_first_line(e)) from e
-        if len(statements) != 1:
-            raise QueryError("one statement at a time, please")
-        kind = str(statements[0].type).rsplit(".", 1)[-1]
-        if kind not in ALLOWED_STATEMENTS:
-            raise QueryError(f"read-only panel: {kind} statements are not allowed (SELECT only)")
-        return text
+        for name, body in views.items():
+            self._con.execute(f"CREATE OR REPLACE VIEW {name} AS {body}")
+        self._views = views
 
     def run(self, sql: str, limit: int | None = None) -> QueryResult:
         """Run one read-only query; at most ``limit`` (default: query_row_cap) rows come back."""
         import duckdb
 
         cap = limit or self.settings.query_row_cap
-        text = self.check_sql(sql)
+        text = self._guard.check(sql)
         with self._lock:
             self._refresh_views()
             timer = threading.Timer(self.timeout_s, self._con.interrupt)
@@ -159,7 +172,7 @@ class QueryService:
             except duckdb.InterruptException as e:
                 raise QueryError(f"the query ran longer than {self.timeout_s:.0f} s") from e
             except duckdb.Error as e:
-                raise QueryError(_first_line(e)) from e
+                raise QueryError(first_line(e)) from e
             finally:
                 timer.cancel()
         return QueryResult(columns, rows, total, total > len(rows), time.perf_counter() - started)
@@ -219,9 +232,7 @@ class QueryService:
         }
 
     def close(self) -> None:
+        """Close the connection and remove the spill directory."""
         with self._lock:
             self._con.close()
-
-
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        self._cleanup()
