@@ -1,6 +1,8 @@
 """Logging set-up: always a rotating file under the log dir, a console handler only on request.
 
 Under the TUI nothing may write to the terminal, so the TUI calls this with ``console=False``.
+Every handler made here masks secrets (:class:`rtfd.redact.RedactingFilter`) at every level: the
+settings' own secrets by value, and secret shapes nobody declared.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging.handlers
 import sys
 
 from rtfd.config import Settings
+from rtfd.redact import RedactingFilter, remember
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _CONFIGURED: set[str] = set()
@@ -17,6 +20,7 @@ _CONFIGURED: set[str] = set()
 
 def setup_logging(settings: Settings, *, console: bool = True) -> None:
     """Route rtfd's logs to ``settings.log_file`` (and stderr when ``console``). Idempotent."""
+    remember(settings.secret_values())
     root = logging.getLogger()
     root.setLevel(settings.log_level)
     log_file = str(settings.log_file)
@@ -26,6 +30,7 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
             log_file, maxBytes=20 * 1024 * 1024, backupCount=3, encoding="utf-8"
         )
         handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.addFilter(RedactingFilter())
         handler.set_name("rtfd-file")
         root.addHandler(handler)
         _CONFIGURED.add(log_file)
@@ -33,6 +38,7 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
     if console and not has_console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        stream.addFilter(RedactingFilter())
         stream.setLevel(logging.WARNING if settings.log_level == "INFO" else settings.log_level)
         stream.set_name("rtfd-console")
         root.addHandler(stream)
