@@ -221,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return int(args.func(args, settings) or 0)
     except RtfdError as e:
-        print(f"rtfd: {e.title}: {one_line(e.message)}", file=sys.stderr)
+        from rtfd.redact import redact_text  # a message may quote an address with its password
+
+        print(f"rtfd: {e.title}: {one_line(redact_text(e.message))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rtfd: interrupted", file=sys.stderr)

@@ -8,7 +8,9 @@ Precedence, lowest to highest: defaults < TOML file < ``RTFD_*`` environment var
 * Every setting ``x_y`` is read from the environment variable ``RTFD_X_Y``.
 * Kafka client properties (``security.protocol``, ``sasl.password`` ...) come from a ``[client]``
   table or from ``RTFD_CLIENT_<KEY>`` variables (``_`` becomes ``.``); they are passed through to
-  librdkafka and Spark and never written to logs (see :meth:`Settings.redacted`).
+  librdkafka and Spark. Secrets among them (and in any URL's userinfo) are masked by name and by
+  value wherever rtfd logs (:meth:`Settings.redacted`, :meth:`Settings.secret_values`,
+  :mod:`rtfd.redact`).
 
 All paths come from platformdirs; ``RTFD_HOME`` replaces the data root (and then logs live under
 it too, so one directory holds a whole isolated appliance). Nothing here creates a directory at
@@ -28,12 +30,12 @@ from typing import Any, get_type_hints
 
 import platformdirs
 
+from rtfd import redact
 from rtfd.errors import ConfigError
 
 APP_NAME = "rtfd"
 ENV_PREFIX = "RTFD_"
 CLIENT_ENV_PREFIX = "RTFD_CLIENT_"
-SECRET_MARKERS = ("password", "secret", "token", "key", "credential")
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -331,14 +333,34 @@ class Settings:
         ):
             make_dir(d, setting)
 
+    def secret_values(self) -> set[str]:
+        """Every secret these settings hold: each client property or ``spark_conf`` entry whose
+        name looks secret, the password inside a JAAS/OAUTHBEARER config, the userinfo of any
+        URL in any setting. Logging masks these wherever they appear (:func:`redact.remember`)."""
+        found: set[str] = set()
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, dict):
+                found |= redact.secret_values(value)
+            elif isinstance(value, str | Path):
+                found |= redact.secrets_in_text(str(value))
+        return found
+
     def redacted(self) -> dict[str, Any]:
-        """The settings as a dict with every secret-looking value replaced, safe to log."""
+        """The settings as a dict, safe to log: a value whose name looks secret is masked whole,
+        and every other text has the known secrets and secret shapes masked."""
+        known = redact.KnownSecrets(self.secret_values())
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, dict):
-                value = {k: ("***" if _is_secret(k) else v) for k, v in value.items()}
-            out[f.name] = str(value) if isinstance(value, Path) else value
+                value = {
+                    k: redact.MASK if redact.is_secret_name(k) else redact.redact_text(v, known)
+                    for k, v in value.items()
+                }
+            elif isinstance(value, str | Path):
+                value = redact.redact_text(str(value), known)
+            out[f.name] = value
         return out
 
     def __repr__(self) -> str:
@@ -392,11 +414,6 @@ def short_path(path: Path | str, limit: int = 160) -> str:
         return text
     keep = limit // 2 - 2
     return f"{text[:keep]}...{text[-keep:]} ({len(text):,} characters)"
-
-
-def _is_secret(key: str) -> bool:
-    k = key.lower()
-    return any(m in k for m in SECRET_MARKERS) and "location" not in k
 
 
 def config_file_path(environ: Mapping[str, str] | None = None) -> Path:

@@ -1,6 +1,8 @@
 """Logging set-up: always a rotating file under the log dir, a console handler only on request.
 
 Under the TUI nothing may write to the terminal, so the TUI calls this with ``console=False``.
+Every handler made here masks secrets (:class:`rtfd.redact.RedactingFilter`) at every level: the
+settings' own secrets by value, and secret shapes nobody declared.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from rtfd.config import Settings, make_dir, short_path
 from rtfd.errors import ConfigError
+from rtfd.redact import RedactingFilter, remember
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _CONFIGURED: set[str] = set()
@@ -22,7 +25,9 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
     """Route rtfd's logs to ``settings.log_file`` (and stderr when ``console``). Idempotent.
 
     A log directory or file that cannot be written is a :class:`ConfigError` naming the setting.
+    Secrets (by name, by known value, by shape) are masked in every record (rtfd.redact).
     """
+    remember(settings.secret_values())
     root = logging.getLogger()
     root.setLevel(settings.log_level)
     log_file = str(settings.log_file)
@@ -39,6 +44,7 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
                 f"{e.strerror or e}"
             ) from e
         handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.addFilter(RedactingFilter())
         handler.set_name("rtfd-file")
         root.addHandler(handler)
         _CONFIGURED.add(log_file)
@@ -46,6 +52,7 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
     if console and not has_console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        stream.addFilter(RedactingFilter())
         stream.setLevel(logging.WARNING if settings.log_level == "INFO" else settings.log_level)
         stream.set_name("rtfd-console")
         root.addHandler(stream)

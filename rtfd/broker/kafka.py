@@ -28,6 +28,7 @@ from rtfd.broker.jars import ensure_kafka_jars
 from rtfd.config import Settings
 from rtfd.errors import BrokerError, DependencyMissing
 from rtfd.locks import file_lock
+from rtfd.redact import log4j2_pattern, properties_value
 from rtfd.sysinfo import java_executable, java_version, pid_alive, port_in_use
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ class EmbeddedKafka(Broker):
         path = self._dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
         log4j = self._dir / "log4j2.properties"
-        log4j.write_text(_LOG4J2.format(log=self.log_file), encoding="utf-8")
+        pattern = properties_value(log4j2_pattern("[%d] %p %c{1}: "))
+        log4j.write_text(_LOG4J2.format(log=self.log_file, pattern=pattern), encoding="utf-8")
         return path
 
     def _cluster_id(self) -> str:
@@ -324,7 +326,10 @@ appender.file.name = file
 appender.file.fileName = {log}
 appender.file.filePattern = {log}.%i
 appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %c{{1}}: %m%n
+# Secrets are masked in the message and the exception (rtfd.redact); the exception is written
+# inside the mask only, never appended raw after it.
+appender.file.layout.alwaysWriteExceptions = false
+appender.file.layout.pattern = {pattern}
 appender.file.policies.type = Policies
 appender.file.policies.size.type = SizeBasedTriggeringPolicy
 appender.file.policies.size.size = 20MB

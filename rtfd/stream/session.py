@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rtfd.config import Settings
+from rtfd.redact import log4j2_pattern, properties_value, spark_redaction_conf
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,10 @@ appender.file.name = file
 appender.file.fileName = {path}
 appender.file.append = true
 appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = %d{{yyyy-MM-dd HH:mm:ss.SSS}} %-5p %c{{1}}: %m%n%ex
+# Secrets are masked in the message and the exception (rtfd.redact); the exception is written
+# inside the mask only, never appended raw after it.
+appender.file.layout.alwaysWriteExceptions = false
+appender.file.layout.pattern = {pattern}
 # Without this, "Setting default log level" still goes to stderr.
 logger.gateway.name = org.apache.spark.api.python.PythonGatewayServer
 logger.gateway.level = {level}
@@ -73,15 +77,26 @@ def _spark_level(settings: Settings) -> str:
 
 
 def write_log4j2_config(settings: Settings) -> Path:
-    """Write the log4j2 properties for this start and return its path."""
+    """Write the log4j2 properties for this start and return its path.
+
+    Every line Spark, Kafka's Java client and the JVM's other log4j loggers write has secret
+    shapes masked (``%replace``, :func:`rtfd.redact.log4j2_pattern`). What the JVM prints to its
+    own stdout/stderr outside log4j (and the Python workers' stderr it relays) reaches spark.log
+    unfiltered.
+    """
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.log_root.mkdir(parents=True, exist_ok=True)
     level = _spark_level(settings)
     quiet = "error" if level in ("warn", "error") else "warn"
     path = settings.run_dir / "spark-log4j2.properties"
-    path.write_text(
-        _LOG4J2.format(level=level, quiet=quiet, path=spark_log_file(settings)), encoding="utf-8"
+    pattern = log4j2_pattern("%d{yyyy-MM-dd HH:mm:ss.SSS} %-5p %c{1}: ")
+    text = _LOG4J2.format(
+        level=level,
+        quiet=quiet,
+        path=spark_log_file(settings),
+        pattern=properties_value(pattern),
     )
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -128,6 +143,8 @@ def spark_conf_items(
         # keeps the UI (when enabled) on 127.0.0.1.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+    # Spark masks conf entries and Kafka source options by these (UI, event log, plans).
+    conf.update(spark_redaction_conf())
     conf.update(settings.spark_conf)
     return conf
 
