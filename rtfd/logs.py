@@ -28,6 +28,10 @@ def setup_logging(settings: Settings, *, console: bool = True) -> None:
     Secrets (by name, by known value, by shape) are masked in every record (rtfd.redact).
     """
     remember(settings.secret_values())
+    # A handler that fails to write (a full disk, a closed terminal) must not print the record
+    # and the exception being handled to stderr: that text would bypass the redaction (and
+    # land on the TUI's screen).
+    logging.raiseExceptions = False
     root = logging.getLogger()
     root.setLevel(settings.log_level)
     log_file = str(settings.log_file)

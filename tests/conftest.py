@@ -19,8 +19,14 @@ _REAL_CACHE = os.environ.get("RTFD_CACHE_DIR") or None
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own data root, no config file and no stray RTFD_* variables."""
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own data root, no config file and no stray RTFD_* variables; the
+    log handlers rtfd installs during a test go with it (a console handler bound to a test's
+    captured stderr would fail once that stream closes)."""
+    import logging
+
+    from rtfd import logs
+
     for var in list(os.environ):
         if var.startswith("RTFD_"):
             monkeypatch.delenv(var)
@@ -29,7 +35,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RTFD_CONFIG", str(tmp_path / "no-config.toml"))
     if _REAL_CACHE:
         monkeypatch.setenv("RTFD_CACHE_DIR", _REAL_CACHE)
-    return home
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield home
+    for handler in list(root.handlers):
+        if handler not in before and handler.get_name() in ("rtfd-file", "rtfd-console"):
+            root.removeHandler(handler)
+            handler.close()
+    logs._CONFIGURED.clear()
 
 
 @pytest.fixture(scope="session")
