@@ -72,19 +72,26 @@ def _empty_view(fields: list[tuple[str, str]]) -> str:
     return f"SELECT {cols} WHERE false"
 
 
+def _sql_list(paths: list[str]) -> str:
+    """A SQL list literal of file paths."""
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
 def view_definitions(settings: Settings) -> dict[str, str]:
     """The SELECT behind each of ``VIEW_NAMES``, given the Parquet files present now.
 
     This is the one place that decides which files the views read; an empty view with the
     right columns stands in until the first file appears.
     """
-    enriched = settings.enriched_dir
-    labels = settings.labels_dir
-    has_enriched = any(enriched.glob("*/*.parquet")) if enriched.exists() else False
-    has_labels = any(labels.glob("**/*.parquet")) if labels.exists() else False
-    if has_enriched:
+    from rtfd.lake import visible_files
+
+    # The lake's visible files (rtfd.lake): during a compaction a merged file and the files it
+    # replaces are both on disk for a while, and a glob would read those rows twice.
+    enriched = visible_files(settings.enriched_dir)
+    labels = visible_files(settings.labels_dir)
+    if enriched:
         enriched_body = (
-            f"SELECT * FROM read_parquet('{enriched}/*/*.parquet', "
+            f"SELECT * FROM read_parquet({_sql_list(enriched)}, "
             "hive_partitioning = true, union_by_name = true)"
         )
     else:
@@ -92,8 +99,8 @@ def view_definitions(settings: Settings) -> dict[str, str]:
             [(f.name, _SQL_TYPES[f.type]) for f in TRANSACTION.fields]
             + [("fraud_score", "DOUBLE"), ("is_fraud", "BOOLEAN"), ("model_version", "VARCHAR")]
         )
-    if has_labels:
-        labels_body = f"SELECT * FROM read_parquet('{labels}/**/*.parquet', union_by_name = true)"
+    if labels:
+        labels_body = f"SELECT * FROM read_parquet({_sql_list(labels)}, union_by_name = true)"
     else:
         labels_body = _empty_view([(f.name, _SQL_TYPES[f.type]) for f in LABEL.fields])
     return {
