@@ -117,6 +117,14 @@ class UserStore:
             return step_batch(KernelState(self.config), txns, merchant_risk=merchant_risk)[1]
         sub, slots = self._gather(cols)
         result, features = step_batch(sub, txns, merchant_risk=merchant_risk, columns=cols)
+        # step_batch returns the batch's users in the order of their codes, the order of
+        # cols.users: the slots found while gathering serve the scatter too.
+        if not np.array_equal(result.users["uid"], cols.users):
+            slots = np.fromiter(
+                (self._slot.get(u, -1) for u in result.users["uid"].tolist()),
+                dtype=_I64,
+                count=len(result.users["uid"]),
+            )
         self._scatter(result, slots)
         return features
 
@@ -180,12 +188,10 @@ class UserStore:
         return sub, slots
 
     def _scatter(self, result: KernelState, slots: np.ndarray) -> None:
-        """Write the batch users' new state (``result`` holds exactly the batch's users, in the
-        order of ``cols.users`` sorted as step_batch sorts them) back into the store."""
+        """Write the batch users' new state back (``result`` holds exactly the batch's users;
+        ``slots`` are their slots in that order, -1 for users the store does not hold yet)."""
         uids = result.users["uid"]
-        at = np.fromiter(
-            (self._slot.get(u, -1) for u in uids.tolist()), dtype=_I64, count=len(uids)
-        )
+        at = slots.copy()
         new = np.flatnonzero(at < 0)
         if len(new):
             at[new] = self._allocate([str(u) for u in uids[new]])

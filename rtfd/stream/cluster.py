@@ -61,7 +61,7 @@ def decoded_schema() -> Any:
 
 
 def decode_batches(
-    *, max_future_s: float, max_amount: float
+    *, max_future_s: float, max_amount: float, topic: str | None = None
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` function: Kafka record batches -> decoded record batches."""
 
@@ -74,7 +74,7 @@ def decode_batches(
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            values, kafka_ms, coords = kafka_columns(pa.Table.from_batches([batch]))
+            values, kafka_ms, coords = kafka_columns(pa.Table.from_batches([batch]), topic)
             out = decode(
                 values,
                 kafka_ms,
@@ -121,11 +121,14 @@ def _as_batches(valid: Any, dead: Any) -> Iterator[pa.RecordBatch]:
     yield pa.RecordBatch.from_pydict(columns)
 
 
-def decode_in_spark(raw: DataFrame, settings: Settings) -> DataFrame:
-    """Kafka rows -> decoded rows, on the executors."""
-    return raw.select("value", "topic", "partition", "offset", "timestamp").mapInArrow(
+def decode_in_spark(raw: DataFrame, settings: Settings, topic: str) -> DataFrame:
+    """Kafka rows (value, partition, offset, timestamp of ``topic``) -> decoded rows, on the
+    executors."""
+    return raw.mapInArrow(
         decode_batches(
-            max_future_s=settings.stream_max_future_s, max_amount=settings.stream_max_amount
+            max_future_s=settings.stream_max_future_s,
+            max_amount=settings.stream_max_amount,
+            topic=topic,
         ),
         decoded_schema(),
     )

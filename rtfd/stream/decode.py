@@ -152,19 +152,27 @@ def _read_options(schema: RecordSchema, size: int) -> tuple[Any, Any]:
     return parse, read
 
 
-def _candidate(value: bytes | None) -> bool:
-    """A value the fast path may try: one object on one line, no NaN/Infinity anywhere."""
-    if not value:
-        return False
-    v = value.strip(b" \t")
-    return (
-        v[:1] == b"{"
-        and v[-1:] == b"}"
-        and b"\n" not in v
-        and b"\r" not in v
-        and b"NaN" not in v
-        and b"Infinity" not in v
-    )
+# One object on one line (optional spaces or tabs around it), no NaN/Infinity anywhere: the
+# values the fast path may try. Anything else goes to check_record.
+_ONE_LINE_OBJECT = r"^[ \t]*\{[^\n\r]*\}[ \t]*$"
+
+
+def _candidates(values: pa.Array) -> np.ndarray:
+    import pyarrow.compute as pc
+
+    ok = pc.fill_null(pc.match_substring_regex(values, _ONE_LINE_OBJECT), False)
+    for word in ("NaN", "Infinity"):
+        ok = pc.and_(ok, pc.invert(pc.fill_null(pc.match_substring(values, word), True)))
+    return np.asarray(ok.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _joined_lines(values: pa.Array) -> bytes:
+    """The values as one newline-separated text (Arrow's join, no Python loop per value)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+    return pc.binary_join(lists, b"\n")[0].as_buffer().to_pybytes()
 
 
 def _fast_checks(
@@ -248,7 +256,7 @@ def _fast_checks(
 
 
 def decode(
-    values: list[bytes | None],
+    values: list[bytes | None] | pa.Array,
     kafka_ms: np.ndarray,
     coords: pd.DataFrame,
     schema: RecordSchema,
@@ -258,19 +266,25 @@ def decode(
 ) -> Decoded:
     """Decode and validate one batch.
 
-    ``values`` are the raw message values, ``kafka_ms`` their Kafka timestamps (epoch ms), and
+    ``values`` are the raw message values (a list of bytes, or an Arrow binary array),
+    ``kafka_ms`` their Kafka timestamps (epoch ms), and
     ``coords`` the Kafka columns to carry (``kafka_topic``, ``kafka_partition``,
     ``kafka_offset``), one row per value. Same verdicts as :func:`check_record` on each value.
     """
 
-    n = len(values)
+    import pyarrow as pa
+
+    arr = values if isinstance(values, pa.Array) else pa.array(values, pa.binary())
+    if not pa.types.is_binary(arr.type):
+        arr = arr.cast(pa.binary())
+    n = len(arr)
     kafka_ms = np.asarray(kafka_ms, dtype=np.int64)
-    cand = np.fromiter((_candidate(v) for v in values), dtype=bool, count=n)
+    cand = _candidates(arr) if n else np.zeros(0, dtype=bool)
     idx = np.flatnonzero(cand)
     accepted = np.zeros(n, dtype=bool)
     fast_cols: dict[str, list[Any]] = {}
     fast_rows: list[np.ndarray] = []
-    for part, table in _read_fast(values, idx, schema):
+    for part, table in _read_fast(arr, idx, schema):
         ok, cols = _fast_checks(
             table, schema, kafka_ms[part], max_future_s=max_future_s, max_amount=max_amount
         )
@@ -280,13 +294,14 @@ def decode(
         for k, v in cols.items():
             fast_cols.setdefault(k, []).append(_take(v, rows))
     slow = np.flatnonzero(~accepted)
+    slow_values = arr.take(pa.array(slow, pa.int64())).to_pylist() if len(slow) else []
     slow_records: list[dict[str, Any]] = []
     slow_valid: list[int] = []
     dead_at: list[int] = []
     reasons: list[str] = []
-    for i in slow.tolist():
+    for i, value in zip(slow.tolist(), slow_values, strict=True):
         record, reason = check_record(
-            values[i], int(kafka_ms[i]), schema, max_future_s=max_future_s, max_amount=max_amount
+            value, int(kafka_ms[i]), schema, max_future_s=max_future_s, max_amount=max_amount
         )
         if record is None:
             dead_at.append(i)
@@ -300,7 +315,8 @@ def decode(
     for c in coords.columns:
         valid[c] = coords[c].to_numpy()[valid_rows]
     valid["kafka_ts"] = pd.to_datetime(kafka_ms[valid_rows], unit="ms", utc=True)
-    dead = _dead_frame(values, coords, dead_at, reasons)
+    raw_dead = dict(zip(slow.tolist(), slow_values, strict=True))
+    dead = _dead_frame([raw_dead[i] for i in dead_at], coords, dead_at, reasons)
     return Decoded(valid=valid, dead=dead, fast=int(accepted.sum()))
 
 
@@ -308,7 +324,7 @@ _MIN_SPLIT = 16
 
 
 def _read_fast(
-    values: list[bytes | None], idx: np.ndarray, schema: RecordSchema
+    values: pa.Array, idx: np.ndarray, schema: RecordSchema
 ) -> list[tuple[np.ndarray, pa.Table]]:
     """Arrow tables of the candidate rows, as (rows, table) parts. A part Arrow refuses (one
     bad record fails a whole read) is split in two and retried, down to :data:`_MIN_SPLIT`
@@ -320,7 +336,7 @@ def _read_fast(
     todo = [idx] if len(idx) else []
     while todo:
         part = todo.pop()
-        body = b"\n".join(values[i] for i in part.tolist())  # type: ignore[misc]
+        body = _joined_lines(values.take(pa.array(part, pa.int64())))
         parse, read = _read_options(schema, len(body))
         try:
             table = pj.read_json(io.BytesIO(body), parse_options=parse, read_options=read)
@@ -399,7 +415,8 @@ def _ms(ts: datetime) -> int:
 def _dead_frame(
     values: list[bytes | None], coords: pd.DataFrame, rows: list[int], reasons: list[str]
 ) -> pd.DataFrame:
-    raw = [values[i] or b"" for i in rows]
+    """Dead letters of the refused ``rows`` (``values`` are their raw values, in that order)."""
+    raw = [v or b"" for v in values]
     frame = pd.DataFrame(
         {
             "reason": reasons,

@@ -295,7 +295,7 @@ def score_rows(
         np.asarray(model.score(features), dtype=np.float64) if n else np.zeros(0, dtype=np.float64)
     )
     flags = scores >= float(model.threshold)
-    columns: dict[str, Any] = {f: rows[f].to_numpy() for f in _TXN}
+    columns: dict[str, Any] = {f: rows[f].to_numpy() for f in _TXN if f != "timestamp"}
     columns["timestamp"] = rows["timestamp"].array
     for j, name in enumerate(FEATURE_NAMES):
         columns[name] = x[:, j]
@@ -341,9 +341,13 @@ def _percentiles(values: np.ndarray) -> tuple[float | None, float | None]:
     return float(p50), float(p99)
 
 
-def kafka_columns(raw: pa.Table) -> tuple[list[bytes | None], np.ndarray, pd.DataFrame]:
+def kafka_columns(
+    raw: pa.Table, topic: str | None = None
+) -> tuple[pa.Array, np.ndarray, pd.DataFrame]:
     """(values, Kafka timestamps in ms, coordinates) of a Kafka source batch, in
-    (partition, offset) order, so a replayed batch is decoded in the same order."""
+    (partition, offset) order, so a replayed batch is decoded in the same order. The values stay
+    an Arrow binary array; the topic comes from the batch, or is ``topic`` when the query does
+    not select it (one topic per query: no string per row to move)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -354,17 +358,23 @@ def kafka_columns(raw: pa.Table) -> tuple[list[bytes | None], np.ndarray, pd.Dat
     if pa.types.is_timestamp(ts.type):
         per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[ts.type.unit]
         ticks = pc.cast(ts, pa.int64())
-        ts = pc.multiply(ticks, 1000) if per_ms is None else pc.floor(pc.divide(ticks, per_ms))
+        ts = pc.multiply(ticks, 1000) if per_ms is None else pc.divide(ticks, per_ms)
+    n = raw.num_rows
+    topics = (
+        raw.column("topic").to_numpy(zero_copy_only=False)
+        if "topic" in raw.column_names
+        else np.full(n, topic, dtype=object)
+    )
     coords = pd.DataFrame(
         {
-            "kafka_topic": raw.column("topic").to_numpy(zero_copy_only=False),
+            "kafka_topic": topics,
             "kafka_partition": raw.column("partition")
             .to_numpy(zero_copy_only=False)
             .astype(np.int32),
             "kafka_offset": raw.column("offset").to_numpy(zero_copy_only=False).astype(np.int64),
         }
     )
-    values = raw.column("value").to_pylist()
+    values = raw.column("value").combine_chunks()
     return values, ts.to_numpy(zero_copy_only=False).astype(np.int64), coords
 
 
@@ -634,7 +644,7 @@ class TransactionEngine:
                 "restart the stream (it recovers from its checkpoint)"
             )
         s = self.settings
-        values, kafka_ms, coords = kafka_columns(raw)
+        values, kafka_ms, coords = kafka_columns(raw, self.topic)
         intent, model, risk = self._intent(batch_id)
         mark("model")
         decoded = decode(
@@ -786,6 +796,7 @@ class LabelEngine:
         settings: Settings,
         *,
         checkpoint: Path,
+        topic: str,
         dlq_topic: str,
         publisher: KafkaPublisher,
         hub: ProgressHub,
@@ -794,6 +805,7 @@ class LabelEngine:
     ) -> None:
         self.settings = settings
         self.checkpoint = checkpoint
+        self.topic = topic
         self.dlq_topic = dlq_topic
         self.publisher = publisher
         self.hub = hub
@@ -813,7 +825,7 @@ class LabelEngine:
         from rtfd.stream.sinks import dead_letter_records
 
         s = self.settings
-        values, kafka_ms, coords = kafka_columns(raw)
+        values, kafka_ms, coords = kafka_columns(raw, self.topic)
         decoded = decode(
             values,
             kafka_ms,

@@ -349,7 +349,7 @@ class StreamRunner:
             spark.readStream.format("kafka")
             .options(**options)
             .load()
-            .select("value", "topic", "partition", "offset", "timestamp")
+            .select("value", "partition", "offset", "timestamp")  # one topic: no name per row
         )
 
     def _start_queries(self, spark: Any) -> None:
@@ -388,6 +388,7 @@ class StreamRunner:
         label_sink = LabelEngine(
             s,
             checkpoint=ck_lb,
+            topic=self.topics.labels,
             dlq_topic=self.topics.dlq,
             publisher=publisher,
             hub=self.hub,
@@ -442,7 +443,8 @@ class StreamRunner:
 
         s = self.settings
         buckets = self._layout(checkpoint)
-        decoded = decode_in_spark(self._kafka_source(spark, self.topics.transactions), s)
+        source = self._kafka_source(spark, self.topics.transactions)
+        decoded = decode_in_spark(source, s, self.topics.transactions)
         scored_input = apply_user_state(
             decoded, buckets=buckets, ttl_s=s.stream_state_ttl_hours * 3600.0
         )
