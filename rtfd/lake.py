@@ -26,6 +26,7 @@ writing and merging), never Spark or DuckDB.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -156,19 +157,38 @@ def query_watermark(root: Path, query: str) -> int | None:
 # Writing
 # --------------------------------------------------------------------------------------------
 def write_file(directory: Path, name: str, table: pa.Table) -> int:
-    """Write ``table`` as ``directory/name`` atomically (hidden temporary, then rename)."""
+    """Write ``table`` as ``directory/name`` atomically (hidden temporary, then rename). A
+    failed write (a full disk) leaves nothing behind and raises an RtfdError that says so."""
     import pyarrow.parquet as pq
 
-    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / f".{name}.tmp"
     try:
+        directory.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp, compression="zstd", row_group_size=256_000)
         os.replace(tmp, directory / name)
-    except BaseException:
+    except BaseException as e:
+        # A full disk: the half-written temporary would keep the space taken (and the retry
+        # would meet a full disk again), so it goes.
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_error(e, directory / name) from e
         raise
     return int(table.num_rows)
+
+
+def write_error(e: OSError, path: Path) -> Exception:
+    """A one-line error that names the disk problem and the file (nothing of it is visible;
+    the stream writes it again)."""
+    from rtfd.errors import RtfdError
+
+    what = f"writing {path} (nothing of it is visible; it is written again once this is fixed)"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RtfdError(
+            f"the disk is full ({e.strerror or 'no space left'}) while {what}: free some space",
+            title="Disk full",
+        )
+    return RtfdError(f"cannot write ({e.strerror or e}) while {what}", title="Write failed")
 
 
 def drop_after(root: Path, query: str, batch: int) -> int:

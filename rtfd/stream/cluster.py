@@ -153,8 +153,9 @@ class ClusterSink:
         clock: Callable[[], float] = time.time,
         name: str = "transactions",
     ) -> None:
-        from rtfd.stream.engine import enriched_arrow_schema, lake_id
+        from rtfd.stream.engine import lake_id
         from rtfd.stream.scoring import BatchLog
+        from rtfd.stream.sinks import enriched_arrow_schema
 
         self.settings = settings
         self.checkpoint = checkpoint

@@ -47,6 +47,7 @@ from rtfd.features.store import UserStore
 from rtfd.schemas import LABEL, TRANSACTION
 from rtfd.stream.durable import Offsets, RecentIds, RedoLog, Snapshots, StateError
 from rtfd.stream.progress import BatchStats, ProgressHub
+from rtfd.stream.sinks import enriched_arrow_schema, labels_arrow_schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -223,36 +224,6 @@ def read_redo(payload: bytes) -> tuple[pa.Table, dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # The pure batch step
 # --------------------------------------------------------------------------------------------
-def enriched_arrow_schema() -> pa.Schema:
-    """Columns of enriched_transactions (``event_date`` is the Hive partition directory)."""
-    import pyarrow as pa
-
-    fields = list(TRANSACTION.arrow_schema())
-    fields += [pa.field(n, pa.float64()) for n in FEATURE_NAMES]
-    fields += [
-        pa.field("fraud_score", pa.float64()),
-        pa.field("is_fraud", pa.bool_()),
-        pa.field("model_version", pa.string()),
-        pa.field("kafka_partition", pa.int32()),
-        pa.field("kafka_offset", pa.int64()),
-        pa.field("processed_at", pa.timestamp("ms", tz="UTC")),
-    ]
-    return pa.schema(fields)
-
-
-def labels_arrow_schema() -> pa.Schema:
-    """Columns of the labels Parquet (``report_date`` is the Hive partition directory)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            *LABEL.arrow_schema(),
-            pa.field("kafka_partition", pa.int32()),
-            pa.field("kafka_offset", pa.int64()),
-        ]
-    )
-
-
 @dataclass
 class Scored:
     """One batch scored: the enriched rows (Arrow, the Parquet schema), and what the alerts
@@ -435,7 +406,7 @@ class TransactionEngine:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
-        self._errors: list[str] = []
+        self._errors: list[Exception] = []
 
     # -- start: recovery ---------------------------------------------------------------------
     def recover(self) -> str:
@@ -563,7 +534,7 @@ class TransactionEngine:
             except Exception as e:  # a full disk: kept queued, tried again, shown meanwhile
                 log.exception("writing Parquet failed")
                 with self._lock:
-                    self._errors.append(str(e))
+                    self._errors.append(e)
 
     def _prune_redo(self) -> None:
         flushed = self.lake.flushed
@@ -729,7 +700,9 @@ class TransactionEngine:
         with self._lock:
             errors, self._errors = self._errors, []
         for e in errors:
-            raise RtfdError(f"writing Parquet: {e}", title="Parquet")
+            if isinstance(e, RtfdError):
+                raise e  # "Disk full" keeps its title
+            raise RtfdError(f"writing Parquet: {e}", title="Parquet") from e
         steps: dict[str, float] = {}
         prev = t0
         for step, when in marks.items():

@@ -1,36 +1,24 @@
-"""Where a scored batch goes: Parquet (exactly once), alerts and dead letters (at least once).
+"""Where a scored batch goes: the shapes of its Parquet rows, alerts and dead letters.
 
-Exactly-once Parquet (FIELD-NOTES: a plain ``foreachBatch`` append wrote a batch twice after a
-SIGKILL between the write and Spark's commit). Each batch is written as one file per event-date
-partition whose name is keyed by the query's id and the batch id
-(``event_date=2026-01-01/part-<query>-<batch>.parquet``). A file is written under a hidden
-temporary name and renamed into place (atomic on POSIX), so a reader never sees half a file and
-an interrupted batch leaves no stray ``*.parquet``. Spark replays an uncommitted batch with the
-same offsets and the same state, so the replay produces the same rows and simply replaces the
-same files: every transaction lands exactly once.
-
-Alerts and dead letters go to Kafka with an idempotent producer and are flushed before the batch
-returns (so before Spark commits it): at least once. A replay re-sends them with the same
-deterministic ``alert_id`` (hash of transaction id and model version), so consumers can
-de-duplicate.
+Parquet is written through :mod:`rtfd.lake` (files named by the batches they hold, written whole
+or not at all). Alerts and dead letters go to Kafka with an idempotent producer and are flushed
+before the batch returns (so before Spark commits it): at least once. A replay re-sends them
+with the same deterministic ``alert_id`` (hash of transaction id and model version), so
+consumers can de-duplicate.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import hashlib
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtfd.errors import RtfdError
 from rtfd.schemas import DEAD_LETTER, TRANSACTION, format_timestamp
 
 if TYPE_CHECKING:
@@ -86,56 +74,6 @@ def labels_arrow_schema() -> pa.Schema:
             pa.field("kafka_offset", pa.int64()),
         ]
     )
-
-
-class ParquetBatchWriter:
-    """Writes one micro-batch as atomically renamed files keyed by (query id, batch id)."""
-
-    def __init__(self, root: Path, *, partition_column: str, date_source: str) -> None:
-        self.root = root
-        self.partition_column = partition_column
-        self.date_source = date_source
-
-    def file_name(self, query_id: str, batch_id: int) -> str:
-        return f"part-{query_id[:8]}-{batch_id:010d}.parquet"
-
-    def write(self, frame: pd.DataFrame, schema: pa.Schema, *, query_id: str, batch_id: int) -> int:
-        """Write ``frame`` (one file per date partition); return the rows written."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if frame.empty:
-            return 0
-        dates = frame[self.date_source].dt.strftime("%Y-%m-%d")
-        name = self.file_name(query_id, batch_id)
-        for date, part in frame.groupby(dates, sort=True):
-            table = pa.Table.from_pandas(part, schema=schema, preserve_index=False, safe=False)
-            directory = self.root / f"{self.partition_column}={date}"
-            final = directory / name
-            tmp = directory / f".{name}.tmp"
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-                pq.write_table(table, tmp, compression="zstd")
-                os.replace(tmp, final)
-            except OSError as e:
-                # A full disk: the half-written temporary would keep the space taken (and the
-                # replay of this batch would meet a full disk again), so it goes.
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
-                raise _write_error(e, self.root, batch_id) from e
-        return len(frame)
-
-
-def _write_error(e: OSError, root: Path, batch_id: int) -> RtfdError:
-    """A one-line error that names the disk problem; the batch then fails and is replayed."""
-    what = f"writing batch {batch_id} to {root} (nothing of it is visible; it is retried"
-    what += " when the stream restarts)"
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return RtfdError(
-            f"the disk is full ({e.strerror or 'no space left'}) while {what}: free some space",
-            title="Disk full",
-        )
-    return RtfdError(f"cannot write ({e.strerror or e}) while {what}", title="Write failed")
 
 
 def alert_id(transaction_id: str, model_version: str) -> str:

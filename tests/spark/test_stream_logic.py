@@ -152,21 +152,32 @@ def enriched_frame(n: int = 6) -> pd.DataFrame:
 
 
 def test_a_replayed_batch_replaces_its_own_files(tmp_path: Path) -> None:
+    """The lake's writer names a flush by its batches: the same batches written again (a
+    replay) replace the same files."""
     import duckdb
+    import pyarrow as pa
 
-    from rtfd.stream.sinks import ParquetBatchWriter, enriched_arrow_schema
+    from rtfd.lake import LakeWriter
+    from rtfd.stream.sinks import enriched_arrow_schema
 
-    writer = ParquetBatchWriter(tmp_path, partition_column="event_date", date_source="timestamp")
     schema = enriched_arrow_schema()
     frame = enriched_frame()
     for _ in range(2):
-        writer.write(frame[schema.names], schema, query_id="abcdef0123", batch_id=7)
+        writer = LakeWriter(
+            tmp_path,
+            partition_column="event_date",
+            date_source="timestamp",
+            query="abcdef0123",
+            schema=schema,
+        )
+        writer.add(7, pa.Table.from_pandas(frame[schema.names], schema=schema, safe=False))
+        writer.flush(7)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*"))
     assert files == [
         "event_date=2026-03-01",
-        "event_date=2026-03-01/part-abcdef01-0000000007.parquet",
+        "event_date=2026-03-01/part-abcdef01-0000000007-0000000007.parquet",
         "event_date=2026-03-02",
-        "event_date=2026-03-02/part-abcdef01-0000000007.parquet",
+        "event_date=2026-03-02/part-abcdef01-0000000007-0000000007.parquet",
     ]
     n = duckdb.execute(f"SELECT count(*) FROM read_parquet('{tmp_path}/**/*.parquet')").fetchall()
     assert n == [(len(frame),)]

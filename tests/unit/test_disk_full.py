@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -210,10 +211,9 @@ def test_a_parquet_batch_on_a_full_disk_fails_clearly_and_is_written_on_retry(
 ) -> None:
     import pyarrow as pa
 
-    from rtfd.stream.sinks import ParquetBatchWriter
+    from rtfd.lake import LakeWriter
 
     root = disk.root / "enriched_transactions"
-    writer = ParquetBatchWriter(root, partition_column="event_date", date_source="timestamp")
     schema = pa.schema(
         [
             ("transaction_id", pa.string()),
@@ -222,22 +222,33 @@ def test_a_parquet_batch_on_a_full_disk_fails_clearly_and_is_written_on_retry(
             ("timestamp", pa.timestamp("ms", tz="UTC")),
         ]
     )
-    assert writer.write(_batch(1_000, 0), schema, query_id="q" * 8, batch_id=0) == 1_000
+    writer = LakeWriter(
+        root, partition_column="event_date", date_source="timestamp", query="q" * 8, schema=schema
+    )
+
+    def table(frame: Any) -> pa.Table:
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+
+    writer.add(0, table(_batch(1_000, 0)))
+    assert writer.flush(0) == 1_000
     disk.fill(leave=200_000)
     free_before = disk.free_bytes()
-    big = _batch(200_000, 1)  # ~3 MB of Parquet: cannot fit
+    writer.add(1, table(_batch(200_000, 1)))  # ~3 MB of Parquet: cannot fit
 
     with pytest.raises(RtfdError) as failed:
-        writer.write(big, schema, query_id="q" * 8, batch_id=1)
+        writer.flush(1)
     message = str(failed.value)
     assert failed.value.title == "Disk full"
-    assert "full" in message and str(root) in message and "batch 1" in message
+    assert "full" in message and str(root) in message and "0000000001" in message
     assert disk.hidden(root) == []  # no half-written temporary
     assert disk.free_bytes() >= free_before
-    assert sorted(p.name for p in root.rglob("*.parquet")) == ["part-qqqqqqqq-0000000000.parquet"]
+    assert sorted(p.name for p in root.rglob("*.parquet")) == [
+        "part-qqqqqqqq-0000000000-0000000000.parquet"
+    ]
     assert _read_rows(root) == 1_000  # DuckDB reads what was committed, and only that
+    assert writer.pending_rows == 200_000  # kept: written at the next flush
 
-    disk.free()  # the replay of batch 1 writes the same file
-    assert writer.write(big, schema, query_id="q" * 8, batch_id=1) == 200_000
+    disk.free()
+    assert writer.flush(1) == 200_000
     assert _read_rows(root) == 201_000
     assert disk.hidden(root) == []
