@@ -72,6 +72,16 @@ doctor: install
 chaos: install
     {{bin}}/python scripts/chaos.py
 
+# Run every test that proves a guarantee (tests/guarantees.py); rewrite docs/reliability.md's table
+guarantees: install
+    #!/usr/bin/env bash
+    set -uo pipefail
+    results="$(mktemp -t rtfd-guarantees.XXXXXX.json)"
+    {{bin}}/pytest -m guarantee -q --guarantees-json "$results"; rc=$?
+    {{bin}}/python scripts/reliability.py "$results" || rc=1
+    rm -f "$results"
+    exit $rc
+
 # Backtest each algorithm on 60 simulated days; rewrite docs/backtest.json, plots, README/ml tables
 report *args: install
     {{bin}}/python scripts/report.py {{args}}

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -47,7 +45,6 @@ class Scale:
     scoring_rows: int
     producer_rows: int
     batch_rows: int  # micro-batch size of the in-process component benches
-    latency_rates: tuple[int, ...]
     latency_warm_s: float
     latency_measure_s: float  # split into three windows
     sustained_warm_s: float
@@ -63,7 +60,6 @@ FULL = Scale(
     scoring_rows=100_000,
     producer_rows=50_000,
     batch_rows=10_000,
-    latency_rates=(500, 1_000, 5_000),
     latency_warm_s=8.0,
     latency_measure_s=36.0,
     sustained_warm_s=10.0,
@@ -78,7 +74,6 @@ QUICK = Scale(
     scoring_rows=20_000,
     producer_rows=10_000,
     batch_rows=10_000,
-    latency_rates=(500, 1_000, 5_000),
     latency_warm_s=4.0,
     latency_measure_s=12.0,
     sustained_warm_s=4.0,
@@ -168,6 +163,51 @@ def install_models(settings: Any, target: Any, scale: Scale) -> str:
     return versions[LIVE_ALGO]
 
 
+# -- realistic rows ------------------------------------------------------------------------------
+def simulated_rows(settings: Any, rows: int) -> Any:
+    """``rows`` simulated transactions of the configured population, oldest first (pandas)."""
+    from rtfd.generator.history import simulate_history
+
+    users = settings.generator_users
+    days = max(1.0, rows / (users * 2.85))
+    while True:
+        frame = simulate_history(
+            days,
+            seed=settings.generator_seed,
+            users=users,
+            merchants=settings.generator_merchants,
+            fraud_rate=settings.generator_fraud_rate,
+        )
+        if len(frame) >= rows:
+            return frame.iloc[:rows].reset_index(drop=True)
+        days *= 1.25 * rows / max(1, len(frame))
+
+
+def enriched_table(history: Any, version: str) -> Any:
+    """The rows of ``history`` as the stream writes them to Parquet (an Arrow table with the
+    enriched schema: the offline kernel's features, spread scores, Kafka coordinates)."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from rtfd.features.names import FEATURE_NAMES
+    from rtfd.features.offline import build_features
+    from rtfd.stream.sinks import enriched_arrow_schema
+
+    schema = enriched_arrow_schema()
+    n = len(history)
+    enriched = history.copy()
+    feats = build_features(history)
+    for c in FEATURE_NAMES:
+        enriched[c] = feats[c].to_numpy()
+    enriched["fraud_score"] = np.linspace(0.0, 1.0, n)
+    enriched["is_fraud"] = enriched["fraud_score"] >= 0.9
+    enriched["model_version"] = version
+    enriched["kafka_partition"] = (np.arange(n) % 3).astype(np.int32)
+    enriched["kafka_offset"] = np.arange(n, dtype=np.int64)
+    enriched["processed_at"] = pd.Timestamp.now(tz="UTC").floor("ms")
+    return pa.Table.from_pandas(enriched[schema.names], schema=schema, preserve_index=False)
+
+
 # -- producing -------------------------------------------------------------------------------------
 class _Capture:
     """Stands in for the Kafka producer of :func:`produce_transactions`: keeps the messages."""
@@ -185,9 +225,11 @@ class _Capture:
         return 0
 
 
-def make_payloads(settings: Any, n: int) -> list[tuple[bytes, bytes]]:
-    """``n`` (value, key) messages of fresh simulated transactions (new ids on every call)."""
-    from rtfd.generator.live import produce_transactions
+def make_payloads(settings: Any, n: int, cards: int | None = None) -> list[tuple[bytes, bytes]]:
+    """``n`` (value, key) messages of fresh simulated transactions (new ids on every call),
+    from the first ``cards`` cards of the world (default: as many as 1,000 tx/s makes active,
+    the population of the latency runs)."""
+    from rtfd.generator.live import cards_for_rate, produce_transactions
 
     captured: list[_Capture] = []
 
@@ -195,7 +237,10 @@ def make_payloads(settings: Any, n: int) -> list[tuple[bytes, bytes]]:
         captured.append(_Capture(config))
         return captured[-1]
 
-    produce_transactions(settings, n, labels=False, producer_factory=factory)
+    cards = cards_for_rate(settings, 1_000.0) if cards is None else cards
+    produce_transactions(
+        settings.replace(generator_users=cards), n, labels=False, producer_factory=factory
+    )
     return captured[0].messages
 
 
@@ -406,22 +451,30 @@ class RowLatency:
 
 
 def parquet_commits(root: Path, since: float) -> dict[str, np.ndarray]:
-    """transaction_id, kafka_partition, kafka_offset and commit time (ms, the file's mtime) of
-    every Parquet row in files committed since ``since`` (epoch seconds)."""
+    """transaction_id, kafka_partition, kafka_offset and the time each row first became
+    visible (ms: the mtime of the first file that held it) of every Parquet row in files
+    committed since ``since`` (epoch seconds). Files a compaction replaced are read too (they
+    stay on disk for a grace period): a row's first file is when SQL could first see it."""
     import pyarrow.parquet as pq
+
+    from rtfd.lake import parse_name
 
     tids: list[np.ndarray] = []
     parts: list[np.ndarray] = []
     offs: list[np.ndarray] = []
     commit: list[np.ndarray] = []
     for path in root.rglob("*.parquet"):
+        if parse_name(path) is None:
+            continue
         try:
             mtime = path.stat().st_mtime
-        except OSError:
+            if mtime < since:
+                continue
+            table = pq.read_table(
+                path, columns=["transaction_id", "kafka_partition", "kafka_offset"]
+            )
+        except (OSError, ValueError):  # deleted after its grace period meanwhile
             continue
-        if mtime < since:
-            continue
-        table = pq.read_table(path, columns=["transaction_id", "kafka_partition", "kafka_offset"])
         n = table.num_rows
         tids.append(table.column("transaction_id").to_numpy(zero_copy_only=False))
         parts.append(table.column("kafka_partition").to_numpy().astype(np.int64))
@@ -431,11 +484,22 @@ def parquet_commits(root: Path, since: float) -> dict[str, np.ndarray]:
         none = np.zeros(0, dtype=np.int64)
         return {"transaction_id": none.astype(object), "partition": none, "offset": none,
                 "commit_ms": none.astype(np.float64)}  # fmt: skip
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "transaction_id": np.concatenate(tids),
+            "partition": np.concatenate(parts),
+            "offset": np.concatenate(offs),
+            "commit_ms": np.concatenate(commit),
+        }
+    )
+    first = frame.sort_values("commit_ms", kind="stable").drop_duplicates("transaction_id")
     return {
-        "transaction_id": np.concatenate(tids),
-        "partition": np.concatenate(parts),
-        "offset": np.concatenate(offs),
-        "commit_ms": np.concatenate(commit),
+        "transaction_id": first["transaction_id"].to_numpy(),
+        "partition": first["partition"].to_numpy(),
+        "offset": first["offset"].to_numpy(),
+        "commit_ms": first["commit_ms"].to_numpy(),
     }
 
 
@@ -524,7 +588,14 @@ class LoadGenerator:
     process (its Python work would otherwise compete for the driver's interpreter lock)."""
 
     def __init__(
-        self, settings: Any, *, topic: str, labels_topic: str, rate: float, seconds: float
+        self,
+        settings: Any,
+        *,
+        topic: str,
+        labels_topic: str,
+        rate: float,
+        seconds: float,
+        time_scale: float | None = None,
     ) -> None:
         from rtfd.broker import bootstrap_servers
 
@@ -536,6 +607,9 @@ class LoadGenerator:
                 "RTFD_CONFIG": str(home / "none.toml"),
                 "RTFD_BROKER_BOOTSTRAP_SERVERS": bootstrap_servers(settings),
                 "RTFD_BROKER_BACKEND": "external",
+                # The rate sets the cards at this time-lapse (rtfd.generator.live).
+                "RTFD_GENERATOR_TIME_SCALE": str(time_scale or settings.generator_time_scale),
+                "RTFD_GENERATOR_MAX_CARDS": str(5_000_000),
             }
         )
         if settings.cache_dir:
@@ -689,50 +763,16 @@ def progress_time(p: dict[str, Any]) -> float:
     return datetime.fromisoformat(str(p["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
-SINK_RE = re.compile(r"(\w+) (\d+)")
-
-
-class SinkSteps(logging.Handler):
-    """Captures the stream sink's per-batch log line ("batch N sink: ... (model 1, risk 0,
-    score 3, parquet 40 ms)") into numbers, by batch id."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.by_batch: dict[int, dict[str, float]] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if not str(record.msg).startswith("batch %d sink"):
-                return
-            args: tuple[Any, ...] = record.args if isinstance(record.args, tuple) else ()
-            if len(args) < 6:
-                return
-            steps = {"sink": float(args[4])}
-            for name, ms in SINK_RE.findall(str(args[5])):
-                steps[name] = float(ms)
-            self.by_batch[int(args[0])] = steps
-        except Exception:  # measuring must never break the stream
-            return
-
-    def install(self) -> None:
-        logger = logging.getLogger("rtfd.stream.batch")
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
-        logger.addHandler(self)
-
-    def remove(self) -> None:
-        logging.getLogger("rtfd.stream.batch").removeHandler(self)
-
-
 def time_breakdown(
     progress: list[dict[str, Any]], sink: dict[int, dict[str, float]] | None = None
 ) -> tuple[str, dict[str, float]]:
     """Where a batch's time goes, averaged over ``progress``: a Markdown table and the numbers.
 
     Spark's ``durationMs`` (triggerExecution = the whole batch; addBatch = running the plan and
-    the sink), the state operator's update and commit times, and the sink's own steps. What is
-    in addBatch but not in the sink is Spark's side: Kafka read, parsing, shuffle, the Python
-    state function, the Arrow hand-over.
+    the sink), any state operator's update and commit times, and the sink's own steps
+    (``sink`` maps a batch id to its steps in ms, from the stream's progress: ``collect`` is
+    Spark reading Kafka and handing the batch over as Arrow). What is in addBatch but not in the
+    sink is Spark's side before the sink gets the rows.
     """
     if not progress:
         return "", {}
@@ -754,7 +794,7 @@ def time_breakdown(
             for k, v in steps.items():
                 add(f"sink.{k}", v)
             add_batch = (p.get("durationMs") or {}).get("addBatch")
-            if add_batch is not None:
+            if add_batch is not None and "sink" in steps:
                 add("spark side of addBatch (addBatch - sink)", add_batch - steps["sink"])
     avg = {k: statistics.fmean(v) for k, v in keys.items()}
     total = avg.get("durationMs.triggerExecution") or 1.0

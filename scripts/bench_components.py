@@ -6,10 +6,14 @@
   the offline path (:func:`rtfd.features.offline.build_features`) in one batch;
 * scoring per algorithm: the registry's vectorised ``score`` on micro-batches (tiny models
   trained on a small simulated history, see :func:`bench_common.bench_models`);
-* stateful operator alone: the function Spark's ``applyInPandasWithState`` calls
-  (:func:`rtfd.stream.state.make_bucket_function`) over 16 buckets per micro-batch, with state
-  (de)serialisation, in pandas only: no Spark, no Arrow hand-over, no RocksDB;
-* Parquet sink: :class:`rtfd.stream.sinks.ParquetBatchWriter` with the enriched schema.
+* decode: :func:`rtfd.stream.decode.decode` (Arrow's JSON reader and the schema's rules) on the
+  generator's JSON messages;
+* the stream's per-user state: :class:`rtfd.features.store.UserStore` folding micro-batches with
+  the history's users in state (what the local stream does per batch);
+* the cluster path's state function: what Spark's ``applyInPandasWithState`` calls per bucket
+  (:func:`rtfd.stream.state.make_bucket_function`), with the compact state blob
+  (de)serialised, in pandas only (no Spark);
+* Parquet: :class:`rtfd.lake.LakeWriter` flushing micro-batches with the enriched schema.
 
 All rates are per process on one core (these paths are single-threaded Python/NumPy).
 """
@@ -24,26 +28,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_common import ALGOS, bench_models, create_topics, scale_of, sub_settings, unique_prefix
+from bench_common import (
+    ALGOS,
+    bench_models,
+    create_topics,
+    enriched_table,
+    scale_of,
+    simulated_rows,
+    sub_settings,
+    unique_prefix,
+)
 
 SECTION = "components"
 ALGO_NAMES = {"xgboost": "XGBoost", "logreg": "logistic regression", "iforest": "isolation forest"}
-
-
-def _history(settings: Any, rows: int) -> Any:
-    """``rows`` simulated transactions of the configured population, oldest first."""
-    from rtfd.generator.history import simulate_history
-
-    users = settings.generator_users
-    days = max(1.0, rows / (users * 2.85))
-    frame = simulate_history(
-        days,
-        seed=settings.generator_seed,
-        users=users,
-        merchants=settings.generator_merchants,
-        fraud_rate=settings.generator_fraud_rate,
-    )
-    return frame.iloc[:rows].reset_index(drop=True)
 
 
 def _batches(n: int, size: int) -> list[slice]:
@@ -72,13 +69,15 @@ class _GroupState:
 def bench_components(report: Any, settings: Any, runs: int) -> None:
     """Producer, kernel, scoring, stateful operator and Parquet sink rates."""
     import pandas as pd
+    import pyarrow as pa
 
     from rtfd.features.kernel import KernelState, step_batch
-    from rtfd.features.names import FEATURE_NAMES
     from rtfd.features.offline import build_features
+    from rtfd.features.store import UserStore
     from rtfd.generator.live import produce_transactions
+    from rtfd.lake import LakeWriter
     from rtfd.ml.registry import Registry
-    from rtfd.stream.sinks import ParquetBatchWriter, enriched_arrow_schema
+    from rtfd.stream.sinks import enriched_arrow_schema
     from rtfd.stream.state import bucket_values, make_bucket_function
 
     scale = scale_of(report)
@@ -104,7 +103,7 @@ def bench_components(report: Any, settings: Any, runs: int) -> None:
         lambda: produce_transactions(s, n_prod, topic=topics.transactions, labels=False),
     )
 
-    history = _history(s, scale.component_rows)
+    history = simulated_rows(s, scale.component_rows)
     n = len(history)
     b = scale.batch_rows
     parts = _batches(n, b)
@@ -120,6 +119,18 @@ def bench_components(report: Any, settings: Any, runs: int) -> None:
         f"{n:,} rows in {b:,}-row batches, {s.generator_users:,} users",
         n,
         kernel_batches,
+    )
+
+    def store_batches() -> None:
+        store = UserStore()
+        for part in parts:
+            store.step(history.iloc[part])
+
+    timed(
+        "per-user state (UserStore.step, micro-batches: the local stream's state)",
+        f"{n:,} rows in {b:,}-row batches, {s.generator_users:,} users",
+        n,
+        store_batches,
     )
     timed(
         "feature kernel (offline build_features, one batch)",
@@ -181,9 +192,9 @@ def bench_components(report: Any, settings: Any, runs: int) -> None:
                 calls[0] += 1
 
     op = timed(
-        f"stateful operator alone ({n_buckets} buckets, pandas only)",
-        f"the applyInPandasWithState function with state (de)serialisation; "
-        f"{b:,}-row batches; no Spark, Arrow or RocksDB",
+        f"cluster path's state function alone ({n_buckets} buckets, pandas only)",
+        f"the applyInPandasWithState function with the compact state blob (de)serialised; "
+        f"{b:,}-row batches; no Spark",
         n,
         operator,
     )
@@ -192,40 +203,84 @@ def bench_components(report: Any, settings: Any, runs: int) -> None:
 
     # Parquet sink: enriched rows, one file per batch and date partition, renamed into place.
     schema = enriched_arrow_schema()
-    enriched = history.copy()
-    feats = build_features(history)
-    for c in FEATURE_NAMES:
-        enriched[c] = feats[c].to_numpy()
-    enriched["fraud_score"] = np.linspace(0.0, 1.0, n)
-    enriched["is_fraud"] = enriched["fraud_score"] >= 0.9
-    enriched["model_version"] = versions["xgboost"]
-    enriched["kafka_partition"] = (np.arange(n) % 3).astype(np.int32)
-    enriched["kafka_offset"] = np.arange(n, dtype=np.int64)
-    enriched["processed_at"] = pd.Timestamp.now(tz="UTC")
-    enriched = enriched[schema.names]
+    enriched = enriched_table(history, versions["xgboost"])
+    tables = [enriched.slice(part.start, part.stop - part.start) for part in parts]
     with tempfile.TemporaryDirectory(dir=s.data_dir) as tmp:
-        writer = ParquetBatchWriter(
-            Path(tmp), partition_column="event_date", date_source="timestamp"
-        )
         run = [0]
 
         def sink() -> None:
             run[0] += 1
-            for i, part in enumerate(parts):
-                writer.write(enriched.iloc[part], schema, query_id=f"run{run[0]:04d}", batch_id=i)
+            writer = LakeWriter(
+                Path(tmp) / f"run{run[0]}",
+                partition_column="event_date",
+                date_source="timestamp",
+                query=f"{run[0]:08x}",
+                schema=schema,
+            )
+            for i, table in enumerate(tables):
+                writer.add(i, table)
+                writer.flush(i)
 
         timed(
-            "Parquet sink (ParquetBatchWriter, zstd, atomic rename)",
+            "Parquet (LakeWriter, one flush per batch, zstd, atomic rename)",
             f"{len(schema)} columns, {b:,}-row batches",
             n,
             sink,
         )
+
+    # Decode: the generator's JSON messages through the stream's validator.
+    from rtfd.schemas import TRANSACTION
+    from rtfd.stream.decode import decode
+
+    messages: list[bytes] = []
+
+    class _Keep:
+        def __init__(self, _c: Any) -> None:
+            pass
+
+        def produce(self, topic: str, value: bytes, key: bytes) -> None:
+            messages.append(value)
+
+        def poll(self, timeout: float) -> int:
+            return 0
+
+        def flush(self, timeout: float) -> int:
+            return 0
+
+    produce_transactions(s, min(n, 50_000), labels=False, producer_factory=_Keep)
+    values = pa.array(messages, pa.binary())
+    kafka_ms = np.full(len(messages), int(time.time() * 1000) + 60_000, dtype=np.int64)
+    coords = pd.DataFrame(
+        {
+            "kafka_topic": "t",
+            "kafka_partition": np.zeros(len(messages), np.int32),
+            "kafka_offset": np.arange(len(messages), dtype=np.int64),
+        }
+    )
+    chunks = _batches(len(messages), b)
+
+    def decode_batches() -> None:
+        for part in chunks:
+            decode(
+                values[part],
+                kafka_ms[part],
+                coords.iloc[part],
+                TRANSACTION,
+                max_future_s=s.stream_max_future_s,
+                max_amount=s.stream_max_amount,
+            )
+
+    timed(
+        "decode and validate (rtfd.stream.decode: Arrow's JSON reader + the schema's rules)",
+        f"{len(messages):,} generator messages in {b:,}-row batches",
+        len(messages),
+        decode_batches,
+    )
     report.notes[SECTION] = (
-        "Each part alone, in one process (one core). The stateful operator is the function Spark "
-        "calls per bucket, driven in-process over the same buckets and batch size as the stream: "
-        "it excludes everything Spark adds around it (Kafka read, JSON parsing, shuffle, the "
-        "Arrow round trip to the Python worker, RocksDB). Scoring excludes explanations of "
-        "alerts."
+        "Each part alone, in one process (one core). The local stream runs decode, the per-user "
+        "state, scoring and the Parquet flush in its driver; the cluster path's state function "
+        "is what Spark calls per bucket on an executor (everything Spark adds around it, the "
+        "shuffle and the state store, excluded). Scoring excludes explanations of alerts."
     )
 
 

@@ -83,3 +83,83 @@ def broker_settings(kafka_broker: object, isolated_env: Path) -> Settings:
 @pytest.fixture
 def unique_topic() -> str:
     return f"test-{uuid.uuid4().hex[:10]}"
+
+
+# -- guarantees (tests/guarantees.py): `pytest -m guarantee --guarantees-json PATH` -------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--guarantees-json",
+        default=None,
+        metavar="PATH",
+        help="write what every test of tests/guarantees.py did to PATH (scripts/reliability.py)",
+    )
+
+
+def _guarantee_of(nodeid: str) -> int | None:
+    """The index of the guarantee whose test prefixes match ``nodeid`` (None: none)."""
+    from tests.guarantees import GUARANTEES
+
+    for i, g in enumerate(GUARANTEES):
+        if nodeid.startswith(g.tests):
+            return i
+    return None
+
+
+_OUTCOMES: dict[str, dict[str, object]] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of every guarantee (before ``-m`` selects)."""
+    for item in items:
+        index = _guarantee_of(item.nodeid)
+        if index is not None:
+            item.add_marker(pytest.mark.guarantee(index))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    index = _guarantee_of(report.nodeid)
+    if index is None:
+        return
+    entry = _OUTCOMES.setdefault(report.nodeid, {"guarantee": index, "outcome": "passed"})
+    if report.failed:
+        entry["outcome"] = "failed"
+    elif report.skipped and entry["outcome"] != "failed":
+        entry["outcome"] = "skipped"
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        entry["reason"] = str(reason).removeprefix("Skipped: ")
+    if report.when == "call":
+        entry["seconds"] = round(report.duration, 2)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    path = session.config.getoption("--guarantees-json", default=None)
+    if not path:
+        return
+    import json
+    import subprocess
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    from datetime import UTC, datetime
+
+    Path(path).write_text(
+        json.dumps(
+            {
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "commit": commit + ("+changes" if dirty else ""),
+                "tests": _OUTCOMES,
+            },
+            indent=1,
+            sort_keys=True,
+        ),
+        encoding="utf-8",
+    )
