@@ -76,8 +76,9 @@ chaos: install
 guarantees: install
     #!/usr/bin/env bash
     set -uo pipefail
+    cd "{{justfile_directory()}}"
     results="$(mktemp -t rtfd-guarantees.XXXXXX.json)"
-    {{bin}}/pytest -m guarantee -q --guarantees-json "$results"; rc=$?
+    {{bin}}/pytest tests -m guarantee -q --guarantees-json="$results"; rc=$?
     {{bin}}/python scripts/reliability.py "$results" || rc=1
     rm -f "$results"
     exit $rc

@@ -457,14 +457,12 @@ def parquet_commits(root: Path, since: float) -> dict[str, np.ndarray]:
     stay on disk for a grace period): a row's first file is when SQL could first see it."""
     import pyarrow.parquet as pq
 
-    from rtfd.lake import parse_name
-
     tids: list[np.ndarray] = []
     parts: list[np.ndarray] = []
     offs: list[np.ndarray] = []
     commit: list[np.ndarray] = []
     for path in root.rglob("*.parquet"):
-        if parse_name(path) is None:
+        if path.name.startswith("."):  # a temporary being written
             continue
         try:
             mtime = path.stat().st_mtime

@@ -468,6 +468,22 @@ def _campaign(
         "minutes": round((time.monotonic() - started) / 60, 1),
     }
     write_report(args.out, summary, [stream_fault, broker_fault, exits], args)
+    if args.out.resolve() == (ROOT / "docs" / "reliability.md").resolve():
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import perf_table
+
+        def p50(f: Fault) -> float | None:
+            return round(statistics.median(f.recovery_s), 1) if f.recovery_s else None
+
+        record = {
+            **summary,
+            "rate": args.rate,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "stream_recovery_p50_s": p50(stream_fault),
+            "broker_recovery_p50_s": p50(broker_fault),
+        }
+        perf_table.CHAOS_JSON.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        perf_table.rewrite_readme()
     print(json.dumps(summary, indent=2))
     ok = lost == 0 and dups == 0 and extra == 0 and parity["mismatched_values"] == 0
     return 0 if ok else 1

@@ -300,6 +300,14 @@ class UserStore:
             setattr(self, name, out)
 
     # -- bounding ------------------------------------------------------------------------------
+    def newest_ms(self) -> int | None:
+        """The newest event time in state (ms), None when empty."""
+        n = len(self._uid)
+        if not n or not len(self):
+            return None
+        live = np.array([u is not None for u in self._uid], dtype=bool)
+        return int(self._cols["last_te"][:n][live].max())
+
     def evict(self, now_ms: int, ttl_s: float) -> int:
         """Forget users idle for more than ``ttl_s`` at ``now_ms`` with all their histories
         (with ``ttl_s`` at least the kernel's TTL this never changes a feature). Returns how

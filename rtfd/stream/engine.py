@@ -61,6 +61,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 SNAPSHOT_EVERY_S = 60.0
+# Every this many batches, users idle for the state TTL (event time, from the newest event in
+# state) leave it. A rule of the batch id and the state alone, so recovery evicts identically.
+EVICT_EVERY_BATCHES = 256
 FLUSH_EVERY_S = 2.0
 COMPACT_EVERY_S = 10.0
 # Explaining an alert costs milliseconds (SHAP on the whole model). In an alert flood a batch
@@ -503,10 +506,26 @@ class TransactionEngine:
             from rtfd.features.kernel import timestamps_ms
 
             self.state.ids.duplicates(ids, timestamps_ms(frame["timestamp"]))
+        self._evict(batch_id)
         for key, nxt in (meta.get("offsets") or {}).items():
             self.state.offsets.next[key] = max(int(nxt), self.state.offsets.next.get(key, 0))
         self.state.skipped = int(meta.get("skipped", self.state.skipped))
         self.state.batch_id = batch_id
+
+    def _evict(self, batch_id: int) -> int:
+        """Drop users idle longer than the state TTL (never shorter than the kernel's, so no
+        feature changes), every :data:`EVICT_EVERY_BATCHES` batches."""
+        if batch_id % EVICT_EVERY_BATCHES:
+            return 0
+        store = self.state.store
+        newest = store.newest_ms()
+        if newest is None:
+            return 0
+        ttl_s = max(self.settings.stream_state_ttl_hours * 3600.0, store.config.ttl_s)
+        gone = store.evict(newest, ttl_s)
+        if gone:
+            log.info("batch %d: %d idle user(s) left the state", batch_id, gone)
+        return gone
 
     # -- background work -----------------------------------------------------------------------
     def start_background(self) -> None:
@@ -648,6 +667,7 @@ class TransactionEngine:
             log.warning("batch %d: dropped %d duplicate transaction(s)", batch_id, n_dupes)
         mark("dedup")
         feats = self.state.store.step(valid[_TXN])
+        self._evict(batch_id)
         mark("features")
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
         scored = score_rows(

@@ -373,3 +373,37 @@ def test_readers_see_every_row_exactly_once_while_the_lake_compacts(tmp_path: Pa
     assert all(n >= before for before, n, _ in seen), "a flushed row was missing"
     assert len(visible_files(h.settings.enriched_dir)) < 20
     assert len(h.parquet()) == len(rows)
+
+
+def test_idle_users_leave_the_state_without_changing_a_feature(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users idle for longer than the TTL (event time) are evicted on a rule of the batch id,
+    so recovery evicts the same ones; the features stay those of the offline kernel."""
+    import rtfd.stream.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "EVICT_EVERY_BATCHES", 2)
+    old = history(300, users=30, seed=12)
+    late = history(200, users=5, seed=13).assign(
+        timestamp=lambda f: f["timestamp"] + pd.Timedelta(days=9),
+        user_id=lambda f: "late-" + f["user_id"],
+    )
+    rows = pd.concat([old, late], ignore_index=True)
+    h = Harness(tmp_path)
+    h.run(0, kafka_batch(old, 0))
+    assert len(h.engine.state.store) == 30
+    stamp = T0 + pd.Timedelta(days=9, hours=3)
+    batch = kafka_batch(late, 300).set_column(
+        4, "timestamp", pa.array([stamp] * len(late), pa.timestamp("ms", tz="UTC"))
+    )
+    h.run(1, batch)
+    assert len(h.engine.state.store) == 35  # batch 1: no eviction yet
+    h.run(2, kafka_batch(late.iloc[:0], 500))
+    assert len(h.engine.state.store) == 5  # batch 2: the 30 idle users went
+    again = Harness(tmp_path)  # recovery refolds batches 0-2 and evicts the same users
+    assert len(again.engine.state.store) == 5
+    again.engine.lake.flush(2)
+    got = again.parquet().set_index("transaction_id").loc[rows["transaction_id"]]
+    expected = build_features(rows)
+    for name in USER_FEATURES:
+        assert np.array_equal(got[name].to_numpy(), expected[name].to_numpy()), name
