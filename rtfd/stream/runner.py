@@ -4,9 +4,11 @@
 killed run, makes sure a model exists (training a bootstrap model if needed), creates the topics,
 starts Spark in-process and starts two queries:
 
-* ``transactions``: Kafka -> parse/validate -> per-user state (buckets) -> ``foreachBatch``
-  (risk features, scoring, Parquet, alerts, dead letters);
-* ``labels``: Kafka -> parse/validate -> labels Parquet (dead letters to the DLQ).
+* ``transactions``: with a local master (``stream_state = auto``), Kafka -> ``foreachBatch``, the
+  per-user state in this process beside it (rtfd.stream.engine); on a cluster, Kafka -> decode
+  on the executors -> Spark's bucketed state operator -> ``foreachBatch`` (rtfd.stream.cluster).
+  Either way: validation, features, score, Parquet (rtfd.lake), alerts, dead letters;
+* ``labels``: Kafka -> ``foreachBatch`` -> validate -> labels Parquet (dead letters to the DLQ).
 
 ``state`` tells where it is (starting / running / failed / stopped, with a reason), observers
 added with ``add_listener`` get a :class:`~rtfd.stream.progress.StreamProgress` per micro-batch,

@@ -37,8 +37,9 @@ def read_parquet_dir(directory: Path, columns: str = "*") -> pd.DataFrame:
     from rtfd.lake import visible_files
 
     files = visible_files(directory)
-    if not files:
-        return pd.DataFrame()
+    if not files:  # nothing written yet: no rows, but the columns asked for
+        names = [] if columns.strip() == "*" else [c.strip() for c in columns.split(",")]
+        return pd.DataFrame(columns=names)
     with duckdb.connect() as con:
         return con.execute(
             f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true)", [files]
