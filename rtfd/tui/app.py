@@ -466,6 +466,8 @@ class RtfdApp(App[int]):
                 text = f"0 rows/s · idle: no batch for {idle:.0f} s"
             elif status.state == State.RUNNING and self.latest_progress is not None:
                 text = stream_summary(self.latest_progress)
+                if number(field(self.latest_progress, "skipped_offsets")):
+                    state = "degraded"  # transactions the stream will never score
             else:
                 text = status.detail or state
             bar.badge("stream").show(state, text)

@@ -148,6 +148,9 @@ def stream_summary(progress: Any) -> str:
         f"lag {fmt_int(lag)}",
         f"p99 {fmt_ms(field(progress, 'latency_p99_ms'))}",
     ]
+    skipped = number(field(progress, "skipped_offsets"))
+    if skipped:
+        parts.append(f"{fmt_int(skipped)} never read (deleted by retention)")
     return " · ".join(parts)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -70,6 +71,9 @@ def test_stream_summary_reads_the_streams_progress_record() -> None:
     )
     assert stream_summary(record) == "998 rows/s · cap 4,210/s · batch 640 ms · lag 12 · p99 1.32 s"
     assert stream_summary(SimpleNamespace()) == "- · cap - · batch - · lag - · p99 -"
+    # Offsets deleted by retention before the stream read them are never silent.
+    record = dataclasses.replace(record, skipped_offsets=1500)
+    assert stream_summary(record).endswith("· 1,500 never read (deleted by retention)")
 
 
 def test_alert_values_decode_or_are_skipped() -> None:
