@@ -83,6 +83,10 @@ guarantees: install
     rm -f "$results"
     exit $rc
 
+# Capture docs/img/tui_*.svg/.png from the real appliance (broker, Spark, generator; ~4 min)
+screenshots: install
+    {{bin}}/python scripts/screenshots.py
+
 # Backtest each algorithm on 60 simulated days; rewrite docs/backtest.json, plots, README/ml tables
 report *args: install
     {{bin}}/python scripts/report.py {{args}}

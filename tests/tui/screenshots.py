@@ -1,7 +1,8 @@
-"""Screenshots of the console's main screens with a fake supervisor and realistic data.
+"""Scenes of the console's main screens with a fake supervisor and made-up data, for the
+snapshot-style tests (``python -m tests.tui.screenshots OUT_DIR`` saves them to look at).
 
-``python -m tests.tui.screenshots docs/img`` rewrites docs/img/tui_*.svg (and .png when
-``rsvg-convert`` is installed). The same scenes back the snapshot-style tests.
+These are NOT the pictures in the docs: docs/img/tui_*.png come from the real appliance
+(``just screenshots``, scripts/screenshots.py).
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def to_png(svgs: list[Path]) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[0] if argv else "docs/img").resolve()
+    if not argv:
+        print("usage: python -m tests.tui.screenshots OUT_DIR (test scenes, not docs/img)")
+        return 2
+    out = Path(argv[0]).resolve()
     with tempfile.TemporaryDirectory() as home:
         os.environ["RTFD_HOME"] = home
         settings = load_settings()
