@@ -20,6 +20,7 @@ from rtfd.generator.history import (
     write_history,
 )
 from rtfd.generator.population import build_population
+from rtfd.generator.separability import artefact_aucs, column_aucs
 from rtfd.schemas import TRANSACTION, format_timestamp
 
 pytestmark = pytest.mark.unit
@@ -105,55 +106,16 @@ def test_fraud_rate_is_configurable() -> None:
 # --- no leaks ---------------------------------------------------------------------------------
 
 
-def _auc(y: np.ndarray, x: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    a = float(roc_auc_score(y, x))
-    return max(a, 1 - a)
-
-
-def _target_encoded(values: pd.Series, y: np.ndarray) -> np.ndarray:
-    """Each value's fraud rate learnt on the other half of the history (time split), so that
-    a categorical column is scored on what it predicts out of sample."""
-    codes, uniques = pd.factorize(values)
-    half = len(codes) // 2
-    prior = y.mean()
-    out = np.empty(len(codes))
-    for fit, use in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
-        frauds = np.bincount(codes[fit], weights=y[fit], minlength=len(uniques))
-        counts = np.bincount(codes[fit], minlength=len(uniques))
-        out[use] = ((frauds + 20 * prior) / (counts + 20))[codes[use]]
-    return out
-
-
 def test_no_single_column_separates_fraud_from_legit(history: pd.DataFrame) -> None:
     """Univariate AUC < 0.9 for every column, the behaviour column amount included."""
-    y = history["label"].to_numpy()
-    aucs = {}
-    for col in TRANSACTION.names:
-        x = history[col]
-        if col == "timestamp":
-            aucs[col] = _auc(y, x.astype("int64").to_numpy())
-        elif pd.api.types.is_numeric_dtype(x):
-            aucs[col] = _auc(y, x.fillna(-1).to_numpy())
-        else:
-            aucs[col] = _auc(y, _target_encoded(x, y))
+    aucs = column_aucs(history)
     assert max(aucs.values()) < 0.9, aucs
 
 
 def test_no_generator_artefact_separates_fraud(history: pd.DataFrame) -> None:
     """Cents, round amounts, digits of coordinates, id characters and the hour of day say
     (almost) nothing about the label."""
-    y = history["label"].to_numpy()
-    cents = np.round(history["amount"].to_numpy() * 100).astype(np.int64) % 100
-    digits = history["lat"].map(lambda v: len(repr(v).split(".")[-1]))
-    checks = {
-        "cents": _auc(y, cents),
-        "round amount": _auc(y, (cents == 0).astype(int)),
-        "lat digits": _auc(y, digits.to_numpy()),
-        "id character": _auc(y, _target_encoded(history["transaction_id"].str[3:5], y)),
-        "hour": _auc(y, _target_encoded(history["timestamp"].dt.hour, y)),
-    }
+    checks = artefact_aucs(history)
     assert max(checks.values()) < 0.7, checks
 
 
