@@ -113,7 +113,9 @@ class XGBoostModel:
         approximation costs 0.03 ms and ranks the same few dominant features for an alert."""
         import xgboost as xgb
 
-        contrib = self.booster.predict(xgb.DMatrix(X), pred_contribs=True, approx_contribs=True)
+        # nthread=1: a DMatrix with the default threads costs ~7 ms to build, even for 10 rows.
+        matrix = xgb.DMatrix(X, nthread=1)
+        contrib = self.booster.predict(matrix, pred_contribs=True, approx_contribs=True)
         return np.asarray(contrib[:, :-1], dtype=np.float64)  # last column: the bias
 
     def to_bytes(self) -> bytes:
