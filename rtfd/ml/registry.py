@@ -92,6 +92,10 @@ class PromotionRefused(RtfdError):
     title = "Promotion refused"
 
 
+class _Incomparable(Exception):
+    """No holdout holds the features of both models (a forced promotion goes ahead anyway)."""
+
+
 PROMOTION_RULE = (
     "challenger AP >= champion AP on the newer holdout (both models scored on both holdouts)"
 )
@@ -718,10 +722,10 @@ class Registry:
         if champion_name is not None:
             try:
                 decision, comparison = self._compare(challenger, champion_name)
-            except PromotionRefused as e:
+            except _Incomparable as e:
                 if not force:
-                    raise
-                decision = e.message
+                    raise PromotionRefused(f"{e} (use --force to promote anyway)") from e
+                decision = str(e)
             if comparison is not None and comparison.challenger_worse and not force:
                 raise PromotionRefused(
                     f"{version} is worse than the live {champion_name} on the newer holdout: "
@@ -778,7 +782,7 @@ class Registry:
         """Both models on both holdouts; the newer holdout decides (:data:`PROMOTION_RULE`).
 
         Returns the one-line verdict and the comparison (None when there is nothing to compare
-        on); raises :class:`PromotionRefused` when no holdout has the features of both.
+        on); raises :class:`_Incomparable` when no holdout has the features of both.
         """
         try:
             champion = self.load(champion_name)
@@ -803,9 +807,8 @@ class Registry:
             scored.append((_last_time(frame), score))
         if not scored:
             if any("lacks features" in n for n in notes):
-                raise PromotionRefused(
-                    f"cannot compare {challenger.version} with {champion_name}: different "
-                    "features (use --force to promote anyway)"
+                raise _Incomparable(
+                    f"cannot compare {challenger.version} with {champion_name}: different features"
                 )
             return "no labelled holdout to compare on", None
         # The newer holdout decides; the challenger's (listed first) on a tie or without times.

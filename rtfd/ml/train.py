@@ -4,10 +4,13 @@
    given with ``--data`` (raw transactions with a label, or a table that already has the
    features); with neither — or with ``--bootstrap`` — a simulated history.
 2. Split by time: the first 75 % of transactions train, the last 25 % validate. Never shuffled.
-3. Fit (:mod:`rtfd.ml.models`), choose the threshold on validation by the configured rule
-   (:mod:`rtfd.ml.thresholds`), compute validation metrics.
-4. Save a new registry version and promote it if it is at least as good as the live one on the
-   same holdout (champion/challenger, ``--force`` to override).
+3. With ``--tune``, search the hyperparameters on time-ordered folds of the training part
+   (:mod:`rtfd.ml.tuning`).
+4. Fit (:mod:`rtfd.ml.models`), calibrate the scores on validation (:mod:`rtfd.ml.calibration`),
+   choose the threshold on validation by the configured rule (:mod:`rtfd.ml.thresholds`),
+   compute validation metrics and what the threshold promises live.
+5. Save a new registry version and promote it if it is at least as good as the live one on the
+   newer of the two holdouts (champion/challenger, ``--force`` to override).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ split::
 
 With K folds over [t0, t1) and a gap D, each validation part is V = (t1 - t0 - D) / (K + 1)
 long: fold k trains on [t0, t0 + kV) and validates on [t0 + kV + D, t0 + (k + 1)V + D). D is
-the label delay, at most a third of the window (a time-lapse history can be shorter than one
-delay); the manifest records both.
+the label delay, capped at half the window only when the window is shorter than two delays (a
+time-lapse history can be shorter than one delay); the manifest records both.
 
 A trial fits the model on each fold's train part (undersampled as in training) and scores its
 validation part by average precision; the trial's score is the mean over folds. The search is
@@ -182,7 +182,7 @@ def time_folds(
     t0 = ts.iloc[0]
     offset = (ts - t0).dt.total_seconds().to_numpy()  # seconds since the first row
     window_s = float(offset[-1]) + 1e-6  # the window ends just after its last row
-    gap_s = min(max(label_delay_s, 0.0), window_s / 3)
+    gap_s = min(max(label_delay_s, 0.0), window_s / 2)
     step_s = (window_s - gap_s) / (folds + 1)
     out = []
     for k in range(1, folds + 1):

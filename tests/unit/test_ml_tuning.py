@@ -66,7 +66,7 @@ def test_folds_expand_in_time_with_the_label_delay_left_out(
     ts = _times(days, 20_000, seed=int(days * 10))
     out, gap_s = time_folds(ts, folds=folds, label_delay_s=delay_days * 86_400)
     window_s = (ts.iloc[-1] - ts.iloc[0]).total_seconds()
-    assert gap_s == pytest.approx(min(delay_days * 86_400, window_s / 3), rel=1e-6)
+    assert gap_s == pytest.approx(min(delay_days * 86_400, window_s / 2), rel=1e-6)
     assert len(out) == folds
     seconds = (ts - ts.iloc[0]).dt.total_seconds().to_numpy()
     for k, fold in enumerate(out):

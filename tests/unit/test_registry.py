@@ -461,3 +461,23 @@ def test_promotions_written_by_older_versions_or_edited_still_read(
         for h in promotion.comparison.holdouts:
             assert isinstance(h.rows, int) and h.challenger_ap is None
         assert all(isinstance(n, str) for n in promotion.comparison.notes)
+
+
+def test_holdouts_without_the_features_are_left_out_and_none_left_is_refused(
+    registry: Registry, good_and_bad: tuple[LoadedModel, LoadedModel]
+) -> None:
+    good, bad = good_and_bad
+    frame = feature_frame()
+    full, partial = _holdout(frame.iloc[NEW]), _holdout(frame.iloc[NEW]).drop(columns="count_1h")
+    champ = _resave(registry, good, partial)
+    registry.promote(champ, force=True)
+    # Only the challenger's holdout has every feature: it alone is compared on, and it decides.
+    decision = registry.promote(_resave(registry, good, full))
+    assert "newer: decides" in decision and "lacks features" in decision
+    registry.promote(champ, force=True)
+    lacking = _resave(registry, bad, partial)
+    with pytest.raises(PromotionRefused, match=r"different features \(use --force"):
+        registry.promote(lacking)
+    assert registry.current() == champ
+    assert "forced; cannot compare" in registry.promote(lacking, force=True)
+    assert registry.promotions()[-1].comparison is None
