@@ -1,7 +1,7 @@
 """The backtest behind the tables in README.md and docs/ml.md: ``just report``.
 
     .venv/bin/python scripts/report.py               # run it, then rewrite JSON, plots, tables
-    .venv/bin/python scripts/report.py --tune        # the same, plus tuned XGBoost (~10 min)
+    .venv/bin/python scripts/report.py --tune        # the same, plus tuned XGBoost (~15 min)
     .venv/bin/python scripts/report.py --render-only # rewrite the tables from docs/backtest.json
 
 Simulates the 60-day history of the README (seed 42, 10,000 cards, 2,000 merchants), writes it
@@ -528,8 +528,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="also backtest tuned XGBoost (about 10 more minutes); without it the committed "
-        "tuning figures are kept",
+        help="also backtest tuned XGBoost (about 15 more minutes on 2 cores); without it the "
+        "committed tuning figures are kept",
     )
     args = parser.parse_args(argv)
     if not args.render_only:
