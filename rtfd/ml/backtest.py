@@ -9,9 +9,15 @@ counts, as it would in production); merchant risk is joined point in time with t
 delay. The model is fitted on the first 75 % of the train window and its threshold chosen on the
 last 25 %; transactions of the delay gap are never used for training (their labels would not be
 known yet at test time). Reported on the test window: ROC AUC, average precision, precision and
-recall at the threshold, and card precision@100 — for each test day, cards (user_id) ranked by
-their highest score that day, the share of compromised cards among the top 100, averaged over
-days.
+recall at the threshold, card precision@100 — for each test day, cards (user_id) ranked by their
+highest score that day, the share of compromised cards among the top 100, averaged over days —
+and its "new cards" variant (cards caught on an earlier test day left out), the precision of the
+daily alert budget, and how well calibrated the scores are (Brier score, reliability deciles).
+The definitions are in :mod:`rtfd.ml.metrics` and docs/ml.md's glossary.
+
+With ``tune``, the hyperparameters are searched first on time-ordered folds of the fitting part
+(:mod:`rtfd.ml.tuning`, the backtest's delay left out between each fold's parts); the test window
+is never seen by the search.
 """
 
 from __future__ import annotations
@@ -21,18 +27,25 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from rtfd.errors import DataError
+from rtfd.features.names import FEATURE_NAMES
 from rtfd.ml.progress import Progress, no_progress, scaled
+
+if TYPE_CHECKING:
+    from rtfd.ml.tuning import TuneSpec
 
 JSON_KEYS = (
     "auc_roc",
     "average_precision",
     "card_precision_at_100",
+    "card_precision_at_100_new_cards",
+    "budget_precision",
+    "brier",
     "precision",
     "recall",
     "threshold",
@@ -112,16 +125,30 @@ def run_backtest(
     target_precision: float = 0.9,
     alert_budget: float = 5.0,
     seed: int = 42,
+    tune: TuneSpec | None = None,
     plots_dir: Path | None = None,
     progress: Progress = no_progress,
 ) -> BacktestResult:
-    """Backtest ``algo`` on a labelled transactions frame (see the module docstring)."""
+    """Backtest ``algo`` on a labelled transactions frame (see the module docstring).
+
+    ``alert_budget`` (alerts per 1,000 transactions) is both the budget threshold rule's and
+    the daily budget whose precision is reported."""
     from rtfd.ml.data import labelled_features
-    from rtfd.ml.metrics import at_threshold, card_precision_at_k, ranking_metrics
+    from rtfd.ml.metrics import (
+        at_threshold,
+        calibration_metrics,
+        card_precision_at_k,
+        daily_budget_precision,
+        ranking_metrics,
+    )
     from rtfd.ml.train import fit_and_select, resolve_mode_algo, time_split
 
     started = time.monotonic()
     mode, algo = resolve_mode_algo(mode, algo, default_mode="supervised", default_algo=algo)
+    if tune is not None:
+        from rtfd.ml.tuning import search_space
+
+        search_space(algo)  # an algorithm --tune cannot search is refused before any work
     w = make_windows(
         transactions["timestamp"],
         train_start=train_start,
@@ -141,7 +168,20 @@ def run_backtest(
             f"{w.test_end.date()})"
         )
     fit_part, val_part = time_split(train)
-    progress(f"training {algo} on {len(fit_part):,} transactions", 0.25)
+    tuned = None
+    fit_from = 0.25
+    if tune is not None:
+        from rtfd.ml.tuning import tune as search
+
+        fit_from = 0.7
+        tuned = search(
+            fit_part,
+            algo=algo,
+            label_delay_s=delay_days * 86_400.0,
+            spec=tune,
+            progress=scaled(progress, 0.25, fit_from),
+        )
+    progress(f"training {algo} on {len(fit_part):,} transactions", fit_from)
     fitted = fit_and_select(
         fit_part,
         val_part,
@@ -151,18 +191,26 @@ def run_backtest(
         target_precision=target_precision,
         alert_budget=alert_budget,
         seed=seed,
-        progress=scaled(progress, 0.25, 0.85),
+        params=tuned.best_params if tuned is not None else None,
+        progress=scaled(progress, fit_from, 0.85),
     )
     progress(f"scoring the test window ({len(test):,} transactions)", 0.9)
-    scores = fitted.score(test)
+    raw = fitted.model.raw(fitted.preprocessor.transform(test[FEATURE_NAMES].to_numpy()))
+    scores = fitted.score_map.apply(raw)
     y = test["label"].to_numpy()
     thr = fitted.choice.threshold
     at = at_threshold(y, scores, thr)
+    cards = test["user_id"].to_numpy()
+    budget = daily_budget_precision(test["timestamp"], scores, y, alert_budget)
+    calibrated = calibration_metrics(y, scores)
     metrics: dict[str, Any] = {
         **ranking_metrics(y, scores),
-        "card_precision_at_100": card_precision_at_k(
-            test["timestamp"], test["user_id"].to_numpy(), scores, y
+        "card_precision_at_100": card_precision_at_k(test["timestamp"], cards, scores, y),
+        "card_precision_at_100_new_cards": card_precision_at_k(
+            test["timestamp"], cards, scores, y, new_cards_only=True
         ),
+        "budget_precision": budget["precision"],
+        "brier": calibrated["brier"],
         "precision": at["precision"],
         "recall": at["recall"],
         "threshold": thr,
@@ -176,8 +224,20 @@ def run_backtest(
         "f1": at["f1"],
         "alerts_per_1000": at["alerts_per_1000"],
         "threshold_rule": fitted.choice.rule,
+        "alert_budget_per_1000": alert_budget,
+        "budget_alerts_per_day": budget["alerts_per_day"],
+        "budget_recall": budget["recall"],
+        "calibration": {
+            **fitted.calibration_report,
+            "expected_precision_validation": fitted.metrics["expected_precision"],
+            "test": calibrated,
+            "test_uncalibrated": calibration_metrics(y, fitted.score_map.normalise(raw)),
+        },
+        "params": fitted.params,
         "seconds": round(time.monotonic() - started, 1),
     }
+    if tuned is not None:
+        details["tuning"] = tuned.to_dict()
     if "fraud_type" in transactions.columns:
         kinds = transactions.loc[test.index, "fraud_type"]
         details["recall_by_fraud_type"] = {

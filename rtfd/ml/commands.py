@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
+    from rtfd.ml.registry import Promotion
+
+# How many of the latest promotions `rtfd models list` prints.
+PROMOTIONS_LISTED = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -37,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-promote", action="store_true", help="register the version but do not promote it"
     )
     train.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_tune_flags(train)
     train.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="list, show, promote or roll back model versions")
@@ -74,7 +80,51 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     bt.add_argument("--mode", choices=("supervised", "unsupervised"), default=None)
     bt.add_argument("--json", metavar="OUT", help="write the metrics as JSON to OUT")
     bt.add_argument("--plots", metavar="DIR", help="where the PNGs go (default: <data>/backtests)")
+    _add_tune_flags(bt)
     bt.set_defaults(func=cmd_backtest)
+
+
+def _add_tune_flags(parser: argparse.ArgumentParser) -> None:
+    from rtfd.cli import Number
+    from rtfd.ml.tuning import DEFAULT_BUDGET_S, DEFAULT_TRIALS
+
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="search the hyperparameters first (Optuna, on time-ordered folds with the label "
+        "delay left out; xgboost and logreg)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=Number(float, lo=0, lo_open=True, hi=7 * 86_400),
+        default=None,
+        metavar="N",
+        help=f"seconds --tune may search (default {DEFAULT_BUDGET_S:g})",
+    )
+    parser.add_argument(
+        "--trials",
+        type=Number(int, lo=1, hi=100_000),
+        default=None,
+        metavar="N",
+        help=f"most trials --tune runs (default {DEFAULT_TRIALS})",
+    )
+
+
+def _tune_spec(args: argparse.Namespace, seed: int) -> Any:
+    """The TuneSpec of --tune, --budget-s and --trials (None without --tune)."""
+    from rtfd.errors import ConfigError
+    from rtfd.ml.tuning import TuneSpec
+
+    if not args.tune:
+        if args.budget_s is not None or args.trials is not None:
+            raise ConfigError("--budget-s and --trials set the search of --tune: add --tune")
+        return None
+    spec = TuneSpec(seed=seed)
+    if args.budget_s is not None:
+        spec = replace(spec, budget_s=args.budget_s)
+    if args.trials is not None:
+        spec = replace(spec, trials=args.trials)
+    return spec
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -111,6 +161,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         bootstrap=args.bootstrap,
         promote=not args.no_promote,
         force=args.force,
+        tune=_tune_spec(args, settings.generator_seed),
         progress=_progress("train"),
     )
     if args.json:
@@ -120,16 +171,45 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{result.version}: {result.algo} ({result.mode}) trained on {result.source}")
     print(f"  train {result.n_train:,} / validation {result.n_validation:,} transactions, "
           f"{result.seconds:.0f} s")  # fmt: skip
+    if "tuning" in result.extra:
+        print(f"  {_tuning_line(result.extra['tuning'])}")
     print(f"  validation: ROC AUC {_fmt(m.get('auc_roc'))}, AP {_fmt(m.get('average_precision'))}, "
           f"precision {_fmt(m.get('precision'))}, recall {_fmt(m.get('recall'))} "
           f"at threshold {result.threshold:.4f} ({m.get('threshold_rule')})")  # fmt: skip
+    print(f"  {_expected_line(m)}")
     print(f"  {result.decision}")
     return 0
 
 
+def _tuning_line(t: dict[str, Any]) -> str:
+    return (
+        f"tuned: {t['trials']} trials ({t['trials_pruned']} pruned) in {t['seconds']:.0f} s on "
+        f"{len(t['folds'])} time-ordered folds, fold AP {t['best_score']:.4f} "
+        f"(defaults {t['default_score']:.4f})"
+    )
+
+
+def _expected_line(m: dict[str, Any]) -> str:
+    """Calibration and what the threshold promises, from a model's metrics."""
+    method = (m.get("calibration") or {}).get("method")
+    if method is None:
+        return "scores not calibrated (" + str((m.get("calibration") or {}).get("reason")) + ")"
+    per_day = m.get("expected_alerts_per_day")
+    rate = m.get("live_rate_per_s")
+    day = (
+        f", about {per_day:,.0f} alerts a day at {rate:g} transactions/s"
+        if per_day is not None and rate is not None
+        else ""
+    )
+    return (
+        f"scores calibrated ({method}): expected precision {_fmt(m.get('expected_precision'))} "
+        f"at the threshold{day}"
+    )
+
+
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.errors import ArtifactError
-    from rtfd.ml.registry import Registry
+    from rtfd.ml.registry import PROMOTION_RULE, Registry
 
     registry = Registry(settings.models_dir)
     current = registry.current()
@@ -150,7 +230,21 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
             f"{_fmt(metrics.get('average_precision')):>8}{_fmt(metrics.get('auc_roc')):>8}"
             f"{_fmt(metrics.get('threshold')):>11}  {doc.get('created_at', '')}"
         )
+    promotions = registry.promotions()
+    if promotions:
+        print(f"\npromotions (newest last; rule: {PROMOTION_RULE}):")
+        for p in promotions[-PROMOTIONS_LISTED:]:
+            print(f"  {p.at or '?':26}{p.version:7}{_promotion_line(p)}")
     return 0
+
+
+def _promotion_line(p: Promotion) -> str:
+    """What decided a promotion, one line: each holdout's two figures, or the reason."""
+    if p.comparison is None or not p.comparison.holdouts:
+        return p.reason
+    c = p.comparison
+    forced = "forced; " if p.forced else ""
+    return f"{forced}vs {c.champion}: {c.describe()}"
 
 
 def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -160,6 +254,7 @@ def cmd_models_show(args: argparse.Namespace, settings: Settings) -> int:
     model = registry.load(args.model_version)
     doc = model.describe()
     doc["live"] = model.version == registry.current()
+    doc["promotions"] = [asdict(p) for p in registry.promotions() if p.version == model.version]
     doc["manifest"] = model.manifest
     print(json.dumps(doc, indent=2, default=str))
     return 0
@@ -201,6 +296,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         start = datetime.strptime(args.train_start, "%Y-%m-%d").date() if args.train_start else None
     except ValueError as e:
         raise DataError(f"--train-start {args.train_start!r}: expected YYYY-MM-DD") from e
+    tune = _tune_spec(args, settings.generator_seed)
     progress = _progress("backtest")
     progress(f"reading {short_path(args.data)}", None)
     frame = read_transactions(args.data)
@@ -230,6 +326,7 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         target_precision=settings.model_target_precision,
         alert_budget=settings.model_alert_budget,
         seed=settings.generator_seed,
+        tune=tune,
         plots_dir=plots,
         progress=progress,
     )
@@ -237,8 +334,11 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backtest {result.algo} ({result.mode}): train {w.train_start.date()} .. "
           f"{w.train_end.date()}, delay, test {w.test_start.date()} .. {w.test_end.date()} "
           "(end exclusive)")  # fmt: skip
+    if "tuning" in result.details:
+        print(f"  {_tuning_line(result.details['tuning'])}")
     for key in JSON_KEYS:
-        print(f"  {key:24}{_fmt(result.metrics[key])}")
+        print(f"  {key:32}{_fmt(result.metrics[key])}")
+    print(f"  calibration: {result.details['calibration'].get('method') or 'none'}")
     print(f"  plots: {', '.join(str(p) for p in result.plots)}")
     if args.json is not None:
         write_json(result, Path(args.json))

@@ -24,6 +24,7 @@ what is saved and reloaded, and loading never unpickles anything.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,6 +48,7 @@ XGB_PARAMS: dict[str, Any] = {
     "nthread": 1,  # OpenMP threads thrash on a busy 2-core machine (measured: 12x slower)
 }
 XGB_ROUNDS = 300
+LOGREG_C = 1.0
 IFOREST_TREES = 200
 IFOREST_MAX_ROWS = 200_000
 
@@ -226,16 +228,39 @@ def model_from_bytes(blob: bytes) -> Model:
     return kind.from_payload(payload)
 
 
-def undersample(y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Row indices keeping every positive and at most NEG_PER_POS negatives per positive, and
-    the share of negatives kept."""
+def undersample(
+    y: np.ndarray, rng: np.random.Generator, neg_per_pos: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Row indices keeping every positive and at most ``neg_per_pos`` (default
+    :data:`NEG_PER_POS`) negatives per positive, and the share of negatives kept."""
     pos = np.flatnonzero(y > 0)
     neg = np.flatnonzero(y <= 0)
-    want = NEG_PER_POS * max(len(pos), 1)
+    want = (NEG_PER_POS if neg_per_pos is None else neg_per_pos) * max(len(pos), 1)
     if len(neg) <= want:
         return np.arange(len(y)), 1.0
     kept = np.sort(rng.choice(neg, size=want, replace=False))
     return np.sort(np.concatenate([pos, kept])), want / len(neg)
+
+
+def default_params(algo: str) -> dict[str, Any]:
+    """The hyperparameters :func:`fit_model` uses when it is given none (what ``--tune``
+    starts from); IsolationForest has none to tune."""
+    if algo == "xgboost":
+        return {
+            "max_depth": XGB_PARAMS["max_depth"],
+            "eta": XGB_PARAMS["eta"],
+            "rounds": XGB_ROUNDS,
+            "min_child_weight": XGB_PARAMS["min_child_weight"],
+            "subsample": XGB_PARAMS["subsample"],
+            "colsample_bytree": XGB_PARAMS["colsample_bytree"],
+            "lambda": 1.0,  # XGBoost's own default L2 penalty
+            "neg_per_pos": NEG_PER_POS,
+        }
+    if algo == "logreg":
+        return {"C": LOGREG_C, "neg_per_pos": NEG_PER_POS}
+    if algo == "iforest":
+        return {}
+    raise ValueError(f"unknown algorithm {algo!r}")
 
 
 def fit_model(
@@ -245,8 +270,15 @@ def fit_model(
     *,
     seed: int = 42,
     progress: Progress = no_progress,
+    params: Mapping[str, Any] | None = None,
 ) -> Model:
-    """Fit ``algo`` on the preprocessed training matrix ``X`` (labels ``y`` for supervised)."""
+    """Fit ``algo`` on the preprocessed training matrix ``X`` (labels ``y`` for supervised),
+    with :func:`default_params` overridden by ``params`` (from ``--tune``)."""
+    p = default_params(algo)
+    unknown = sorted(set(params or {}) - set(p))
+    if unknown:
+        raise ValueError(f"{algo} has no hyperparameter {unknown[0]!r}")
+    p.update(params or {})
     rng = np.random.default_rng(seed)
     if algo == "iforest":
         from sklearn.ensemble import IsolationForest
@@ -261,32 +293,33 @@ def fit_model(
         return IForestModel(IsolationTrees.from_sklearn(forest))
     if y is None:
         raise ValueError(f"{algo} needs labels")
-    idx, neg_rate = undersample(y, rng)
+    idx, neg_rate = undersample(y, rng, int(p["neg_per_pos"]))
     Xs, ys = X[idx], y[idx]
     if algo == "logreg":
         from sklearn.linear_model import LogisticRegression
 
         progress(f"fitting logistic regression on {len(idx):,} rows", 0.0)
-        lr = LogisticRegression(C=1.0, max_iter=1000)
+        lr = LogisticRegression(C=float(p["C"]), max_iter=1000)
         lr.fit(Xs, ys)
         progress("logistic regression fitted", 1.0)
         return LogRegModel.from_estimator(lr, neg_rate)
-    if algo == "xgboost":
-        import xgboost as xgb
+    import xgboost as xgb
 
-        class _Report(xgb.callback.TrainingCallback):
-            def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
-                if epoch % 25 == 0:
-                    progress(f"boosting round {epoch}/{XGB_ROUNDS}", epoch / XGB_ROUNDS)
-                return False
+    rounds = int(p["rounds"])
 
-        dtrain = xgb.QuantileDMatrix(Xs, label=ys, max_bin=XGB_PARAMS["max_bin"])
-        booster = xgb.train(
-            {**XGB_PARAMS, "seed": seed},
-            dtrain,
-            num_boost_round=XGB_ROUNDS,
-            callbacks=[_Report()],
-        )
-        progress("boosting done", 1.0)
-        return XGBoostModel(booster, neg_rate)
-    raise ValueError(f"unknown algorithm {algo!r}")
+    class _Report(xgb.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            if epoch % 25 == 0:
+                progress(f"boosting round {epoch}/{rounds}", epoch / rounds)
+            return False
+
+    booster_params = {
+        **XGB_PARAMS,
+        **{k: v for k, v in p.items() if k not in ("rounds", "neg_per_pos")},
+        "max_depth": int(p["max_depth"]),
+        "seed": seed,
+    }
+    dtrain = xgb.QuantileDMatrix(Xs, label=ys, max_bin=XGB_PARAMS["max_bin"])
+    booster = xgb.train(booster_params, dtrain, num_boost_round=rounds, callbacks=[_Report()])
+    progress("boosting done", 1.0)
+    return XGBoostModel(booster, neg_rate)

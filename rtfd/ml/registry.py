@@ -21,9 +21,13 @@ JSON format checked before XGBoost reads it (:mod:`rtfd.ml.booster`); nothing is
 Versions of format 1 (pickles) are refused with a message to retrain: converting them would mean
 unpickling exactly the files that cannot be trusted.
 
-Champion/challenger: :meth:`Registry.promote` makes a version live only if it scores at least as
-well as the live one (average precision) on the candidate's own time-ordered holdout, unless
-forced.
+Champion/challenger: :meth:`Registry.promote` scores both models (average precision) on both
+holdouts — the challenger's and the champion's own time-ordered validation rows — and makes the
+challenger live only if it is at least as good as the champion on the *newer* of the two (the
+holdout whose last transaction is later; the challenger's on a tie), unless forced. The older
+holdout's figures are recorded but do not decide: it is closer to the data one of the two models
+was trained on. Every promotion's comparison is kept in ``history.json`` and read back as
+:class:`Promotion` records by :meth:`Registry.promotions`.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,8 +56,10 @@ from rtfd.ml.artifact import MAX_BYTES, ArtifactFormatError, one_line, strict_js
 if TYPE_CHECKING:
     import pandas as pd
 
+    from rtfd.ml.calibration import ScoreMap
     from rtfd.ml.models import Model
     from rtfd.ml.preprocess import Preprocessor
+    from rtfd.ml.thresholds import Expected
 
 VERSION_RE = re.compile(r"^v(\d{4,})$")
 REQUIRED_FILES = (
@@ -84,6 +90,139 @@ class PromotionRefused(RtfdError):
     """The challenger scored worse than the champion on the same holdout."""
 
     title = "Promotion refused"
+
+
+class _Incomparable(Exception):
+    """No holdout holds the features of both models (a forced promotion goes ahead anyway)."""
+
+
+PROMOTION_RULE = (
+    "challenger AP >= champion AP on the newer holdout (both models scored on both holdouts)"
+)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number from JSON, or None."""
+    return float(value) if _is_number(value) else None
+
+
+@dataclass(frozen=True)
+class HoldoutScore:
+    """Both models' average precision on one version's holdout (its validation rows)."""
+
+    holdout_of: str
+    role: str  # whose holdout it is: "challenger" or "champion"
+    start: str | None
+    end: str | None
+    rows: int
+    positives: int
+    challenger_ap: float | None
+    champion_ap: float | None
+    decided: bool  # the newer holdout, the one the rule reads
+
+    def describe(self, champion: str) -> str:
+        ap = f"AP {_fmt_ap(self.challenger_ap)} vs {_fmt_ap(self.champion_ap)} for {champion}"
+        newer = ", newer: decides" if self.decided else ""
+        return f"{ap} on {self.holdout_of}'s holdout ({self.rows:,} rows{newer})"
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> HoldoutScore:
+        return cls(
+            holdout_of=_text(doc.get("holdout_of")) or "?",
+            role=_text(doc.get("role")) or "?",
+            start=_text(doc.get("start")),
+            end=_text(doc.get("end")),
+            rows=_count(doc.get("rows")),
+            positives=_count(doc.get("positives")),
+            challenger_ap=_finite(doc.get("challenger_ap")),
+            champion_ap=_finite(doc.get("champion_ap")),
+            decided=doc.get("decided") is True,
+        )
+
+
+def _fmt_ap(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The same-holdout comparison behind a promotion (see :data:`PROMOTION_RULE`)."""
+
+    challenger: str
+    champion: str
+    holdouts: tuple[HoldoutScore, ...]
+    rule: str = PROMOTION_RULE
+    notes: tuple[str, ...] = ()
+
+    @property
+    def deciding(self) -> HoldoutScore | None:
+        return next((h for h in self.holdouts if h.decided), None)
+
+    @property
+    def challenger_worse(self) -> bool:
+        """The rule's verdict: worse on the newer holdout."""
+        h = self.deciding
+        if h is None or h.challenger_ap is None or h.champion_ap is None:
+            return False
+        return h.challenger_ap + 1e-12 < h.champion_ap
+
+    def describe(self) -> str:
+        """One line: each holdout's two figures, the deciding one marked."""
+        parts = [h.describe(self.champion) for h in self.holdouts]
+        return "; ".join(parts + list(self.notes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Comparison | None:
+        """A comparison read back from history.json (None when absent or not an object)."""
+        if not isinstance(doc, dict):
+            return None
+        holdouts = doc.get("holdouts")
+        notes = doc.get("notes")
+        return cls(
+            challenger=_text(doc.get("challenger")) or "?",
+            champion=_text(doc.get("champion")) or "?",
+            holdouts=tuple(
+                HoldoutScore.from_dict(h)
+                for h in (holdouts if isinstance(holdouts, list) else [])
+                if isinstance(h, dict)
+            ),
+            rule=_text(doc.get("rule")) or PROMOTION_RULE,
+            notes=tuple(
+                n for n in (notes if isinstance(notes, list) else []) if isinstance(n, str)
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One entry of history.json: which version went live, when, why, on what evidence."""
+
+    version: str
+    at: str | None
+    reason: str
+    forced: bool
+    comparison: Comparison | None
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Promotion:
+        return cls(
+            version=str(doc.get("version")),
+            at=_text(doc.get("at")),
+            reason=_text(doc.get("reason")) or "",
+            forced=doc.get("forced") is True,
+            comparison=Comparison.from_dict(doc.get("comparison")),
+        )
 
 
 def _check_format(version: str, found: Any) -> None:
@@ -155,19 +294,18 @@ def _features(version: str, doc: dict[str, Any]) -> list[str]:
 
 
 def _threshold(version: str, doc: dict[str, Any]) -> dict[str, Any]:
-    calibration = doc.get("calibration")
+    from rtfd.ml.calibration import ScoreMap
+
     if not _is_number(doc.get("threshold")):
         raise _refused(version, "threshold.json", "'threshold' must be a finite number")
     if doc.get("mode") not in ("supervised", "unsupervised") or not isinstance(
         doc.get("algo"), str
     ):
         raise _refused(version, "threshold.json", "'mode' and 'algo' must name a model kind")
-    if calibration is not None and not (
-        isinstance(calibration, dict)
-        and _is_number(calibration.get("min"))
-        and _is_number(calibration.get("max"))
-    ):
-        raise _refused(version, "threshold.json", "'calibration' must hold a finite min and max")
+    try:
+        ScoreMap.from_dict(doc.get("calibration"))
+    except ValueError as e:
+        raise _refused(version, "threshold.json", f"'calibration' {e}") from e
     return doc
 
 
@@ -253,6 +391,47 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def _last_time(frame: pd.DataFrame) -> pd.Timestamp | None:
+    if "timestamp" not in frame.columns or frame.empty:
+        return None
+    import pandas as pd
+
+    return pd.Timestamp(pd.to_datetime(frame["timestamp"], utc=True).max())
+
+
+def _same_window(a: HoldoutScore, b: HoldoutScore) -> bool:
+    return (a.start, a.end, a.rows, a.positives) == (b.start, b.end, b.rows, b.positives)
+
+
+def _order(when: pd.Timestamp | None) -> float:
+    return float("-inf") if when is None else when.timestamp()
+
+
+def _holdout_score(
+    frame: pd.DataFrame, owner: str, role: str, challenger: LoadedModel, champion: LoadedModel
+) -> HoldoutScore:
+    from rtfd.ml.metrics import ranking_metrics
+
+    y = frame["label"].to_numpy()
+    times = None
+    if "timestamp" in frame.columns:
+        import pandas as pd
+
+        ts = pd.to_datetime(frame["timestamp"], utc=True)
+        times = (ts.min().isoformat(), ts.max().isoformat())
+    return HoldoutScore(
+        holdout_of=owner,
+        role=role,
+        start=times[0] if times else None,
+        end=times[1] if times else None,
+        rows=len(frame),
+        positives=int((y > 0).sum()),
+        challenger_ap=ranking_metrics(y, challenger.score(frame))["average_precision"],
+        champion_ap=ranking_metrics(y, champion.score(frame))["average_precision"],
+        decided=False,
+    )
+
+
 @dataclass
 class LoadedModel:
     """A verified model version, ready to score whole batches."""
@@ -264,10 +443,18 @@ class LoadedModel:
     algo: str
     model: Model
     preprocessor: Preprocessor
-    calibration: dict[str, float] | None
+    calibration: dict[str, Any] | None
     metrics: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    score_map: ScoreMap = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from rtfd.ml.calibration import ScoreMap
+
+        # ``calibration`` is threshold.json's JSON (what a re-save writes back); the map parsed
+        # from it is what scores. Registry.load has already refused one that does not parse.
+        self.score_map = ScoreMap.from_dict(self.calibration)
 
     def _matrix(self, features_df: pd.DataFrame) -> np.ndarray:
         missing = [f for f in self.features if f not in features_df.columns]
@@ -285,10 +472,24 @@ class LoadedModel:
         if len(features_df) == 0:
             return np.zeros(0)
         raw = self.model.raw(self.preprocessor.transform(self._matrix(features_df)))
-        if self.calibration is not None:
-            lo, hi = self.calibration["min"], self.calibration["max"]
-            raw = (raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw)
-        return np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+        return self.score_map.apply(raw)
+
+    def expected(self) -> Expected:
+        """What the threshold promises live (expected precision and alerts per day), as
+        measured on the validation window when the model was trained (see
+        :class:`rtfd.ml.thresholds.Expected`); None where a figure was not recorded."""
+        from rtfd.ml.thresholds import Expected
+
+        def number(key: str) -> float | None:
+            return _finite(self.metrics.get(key))
+
+        return Expected(
+            threshold=self.threshold,
+            precision=number("expected_precision") if self.score_map.method else None,
+            alerts_per_1000=number("alerts_per_1000") or 0.0,
+            alerts_per_day=number("expected_alerts_per_day"),
+            rate_per_s=number("live_rate_per_s"),
+        )
 
     def explain(self, features_df: pd.DataFrame, top: int = 3) -> list[list[str]]:
         """The ``top`` strongest reasons (short phrases) behind each row's score."""
@@ -307,6 +508,8 @@ class LoadedModel:
             "mode": self.mode,
             "algo": self.algo,
             "threshold": self.threshold,
+            "calibration": self.score_map.method,
+            "expected": self.expected().to_dict(),
             "features": len(self.features),
             "metrics": self.metrics,
             "created_at": self.manifest.get("created_at"),
@@ -351,6 +554,15 @@ class Registry:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ArtifactError(f"{path} is not valid JSON: {e}") from e
         return list(doc.get("promotions", []))
+
+    def promotions(self) -> list[Promotion]:
+        """Promotions, oldest first, as records (what ``rtfd models list`` and the TUI show);
+        entries written before comparisons were recorded have ``comparison`` None."""
+        return [
+            Promotion.from_dict(entry)
+            for entry in self.history()
+            if isinstance(entry, dict) and isinstance(entry.get("version"), str)
+        ]
 
     def manifest(self, version: str) -> dict[str, Any]:
         """The verified manifest of ``version`` (its own digest checked)."""
@@ -496,19 +708,32 @@ class Registry:
             raise
 
     def promote(self, version: str, *, force: bool = False, reason: str = "") -> str:
-        """Make ``version`` live if it is at least as good as the live one on its holdout.
+        """Make ``version`` live if it is at least as good as the live one (the rule in the
+        module docstring); the comparison is recorded in history.json.
 
         Returns a one-line account of the decision; raises :class:`PromotionRefused` when the
-        challenger is worse (use ``force`` to override).
+        challenger is worse (use ``force`` to override: the figures are still recorded).
         """
         challenger = self.load(version)
         champion_name = self.current()
-        decision = "forced" if force else "first model"
         if champion_name == version:
             return f"{version} is already live"
-        if champion_name is not None and not force:
-            decision = self._compare(challenger, champion_name)
-        self._set_current(version, reason or decision)
+        decision, comparison = "first model", None
+        if champion_name is not None:
+            try:
+                decision, comparison = self._compare(challenger, champion_name)
+            except _Incomparable as e:
+                if not force:
+                    raise PromotionRefused(f"{e} (use --force to promote anyway)") from e
+                decision = str(e)
+            if comparison is not None and comparison.challenger_worse and not force:
+                raise PromotionRefused(
+                    f"{version} is worse than the live {champion_name} on the newer holdout: "
+                    f"{decision} (use --force to promote anyway)"
+                )
+        if force:
+            decision = "forced" if champion_name is None else f"forced; {decision}"
+        self._set_current(version, reason or decision, comparison=comparison, forced=force)
         return f"{version} is live ({decision})"
 
     def rollback(self) -> str:
@@ -551,39 +776,65 @@ class Registry:
     def _all_version_dirs(self) -> list[str]:
         return [p.name for p in self.root.iterdir() if p.is_dir() and VERSION_RE.match(p.name)]
 
-    def _compare(self, challenger: LoadedModel, champion_name: str) -> str:
-        from rtfd.ml.metrics import ranking_metrics
+    def _compare(
+        self, challenger: LoadedModel, champion_name: str
+    ) -> tuple[str, Comparison | None]:
+        """Both models on both holdouts; the newer holdout decides (:data:`PROMOTION_RULE`).
 
-        holdout = self.holdout(challenger.version)
-        if holdout is None or "label" not in holdout or holdout["label"].nunique() < 2:
-            return "no labelled holdout to compare on"
+        Returns the one-line verdict and the comparison (None when there is nothing to compare
+        on); raises :class:`_Incomparable` when no holdout has the features of both.
+        """
         try:
             champion = self.load(champion_name)
         except ArtifactError as e:
-            return f"live {champion_name} cannot be loaded ({e.message})"
-        if any(f not in holdout.columns for f in champion.features):
-            raise PromotionRefused(
-                f"cannot compare {challenger.version} with {champion_name}: different features "
-                "(use --force to promote anyway)"
-            )
-        y = holdout["label"].to_numpy()
-        new = ranking_metrics(y, challenger.score(holdout))["average_precision"] or 0.0
-        old = ranking_metrics(y, champion.score(holdout))["average_precision"] or 0.0
-        verdict = f"AP {new:.4f} vs {old:.4f} for {champion_name} on the same holdout"
-        if new + 1e-12 < old:
-            raise PromotionRefused(
-                f"{challenger.version} is worse than the live {champion_name}: {verdict} "
-                "(use --force to promote anyway)"
-            )
-        return verdict
+            return f"live {champion_name} cannot be loaded ({e.message})", None
+        scored: list[tuple[pd.Timestamp | None, HoldoutScore]] = []
+        notes: list[str] = []
+        features = [*challenger.features, *champion.features]
+        for role, owner in (("challenger", challenger.version), ("champion", champion_name)):
+            frame = self.holdout(owner)
+            if frame is None or "label" not in frame or frame["label"].nunique() < 2:
+                notes.append(f"{owner}'s holdout has no labelled rows of both classes")
+                continue
+            if any(f not in frame.columns for f in features):
+                notes.append(f"{owner}'s holdout lacks features of one of the models")
+                continue
+            score = _holdout_score(frame, owner, role, challenger, champion)
+            twin = next((h for _, h in scored if _same_window(h, score)), None)
+            if twin is not None:  # both trained on the same data: one window, listed once
+                notes.append(f"{owner}'s holdout is the same window as {twin.holdout_of}'s")
+                continue
+            scored.append((_last_time(frame), score))
+        if not scored:
+            if any("lacks features" in n for n in notes):
+                raise _Incomparable(
+                    f"cannot compare {challenger.version} with {champion_name}: different features"
+                )
+            return "no labelled holdout to compare on", None
+        # The newer holdout decides; the challenger's (listed first) on a tie or without times.
+        newest = max(range(len(scored)), key=lambda i: (_order(scored[i][0]), -i))
+        holdouts = tuple(
+            HoldoutScore(**{**asdict(h), "decided": i == newest}) for i, (_, h) in enumerate(scored)
+        )
+        comparison = Comparison(challenger.version, champion_name, holdouts, notes=tuple(notes))
+        return comparison.describe(), comparison
 
-    def _set_current(self, version: str, reason: str) -> None:
+    def _set_current(
+        self,
+        version: str,
+        reason: str,
+        *,
+        comparison: Comparison | None = None,
+        forced: bool = False,
+    ) -> None:
         history = self.history()
         history.append(
             {
                 "version": version,
                 "at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "reason": reason,
+                "forced": forced,
+                "comparison": None if comparison is None else comparison.to_dict(),
             }
         )
         self._write_pointer(version, history)

@@ -102,3 +102,40 @@ def choose_threshold(
         alerts_per_1000=float(1000.0 * k[i] / n),
         note=note,
     )
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a threshold promises on live traffic, read off the validation window.
+
+    ``precision`` is the mean calibrated fraud probability of the validation rows the threshold
+    flags — the share of its alerts expected to be fraud (None when the scores are not
+    calibrated). ``alerts_per_day`` scales the validation window's share of flagged rows to a
+    day of live traffic at ``rate_per_s`` transactions a second, around the clock, assuming the
+    live traffic's mix is the validation window's (None when no rate is known).
+    """
+
+    threshold: float
+    precision: float | None
+    alerts_per_1000: float
+    alerts_per_day: float | None
+    rate_per_s: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expected_at(
+    scores: np.ndarray,
+    threshold: float,
+    *,
+    calibrated: bool,
+    rate_per_s: float | None = None,
+) -> Expected:
+    """:class:`Expected` of flagging ``scores >= threshold`` (validation scores)."""
+    s = np.asarray(scores, dtype=np.float64)
+    flagged = s >= threshold
+    share = float(flagged.mean()) if len(s) else 0.0
+    precision = float(s[flagged].mean()) if calibrated and flagged.any() else None
+    per_day = share * rate_per_s * 86_400.0 if rate_per_s is not None else None
+    return Expected(threshold, precision, 1000.0 * share, per_day, rate_per_s)

@@ -4,10 +4,13 @@
    given with ``--data`` (raw transactions with a label, or a table that already has the
    features); with neither — or with ``--bootstrap`` — a simulated history.
 2. Split by time: the first 75 % of transactions train, the last 25 % validate. Never shuffled.
-3. Fit (:mod:`rtfd.ml.models`), choose the threshold on validation by the configured rule
-   (:mod:`rtfd.ml.thresholds`), compute validation metrics.
-4. Save a new registry version and promote it if it is at least as good as the live one on the
-   same holdout (champion/challenger, ``--force`` to override).
+3. With ``--tune``, search the hyperparameters on time-ordered folds of the training part
+   (:mod:`rtfd.ml.tuning`).
+4. Fit (:mod:`rtfd.ml.models`), calibrate the scores on validation (:mod:`rtfd.ml.calibration`),
+   choose the threshold on validation by the configured rule (:mod:`rtfd.ml.thresholds`),
+   compute validation metrics and what the threshold promises live.
+5. Save a new registry version and promote it if it is at least as good as the live one on the
+   newer of the two holdouts (champion/challenger, ``--force`` to override).
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ from rtfd.ml.progress import Progress, no_progress, scaled
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
+    from rtfd.ml.calibration import ScoreMap
     from rtfd.ml.models import Model
     from rtfd.ml.preprocess import Preprocessor
     from rtfd.ml.thresholds import ThresholdChoice
+    from rtfd.ml.tuning import TuneSpec
 
 ALGOS = {"xgboost": "supervised", "logreg": "supervised", "iforest": "unsupervised"}
 DEFAULT_ALGO = {"supervised": "xgboost", "unsupervised": "iforest"}
@@ -76,23 +81,23 @@ class FittedModel:
     model: Model
     preprocessor: Preprocessor
     choice: ThresholdChoice
-    calibration: dict[str, float] | None
+    score_map: ScoreMap
     metrics: dict[str, Any]
     validation: pd.DataFrame
     validation_scores: np.ndarray
     n_train: int
+    params: dict[str, Any] = field(default_factory=dict)
+    calibration_report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The score map as threshold.json stores it (``calibration``)."""
+        return self.score_map.to_dict()
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Scores in [0, 1] of a frame with the feature columns."""
+        """Scores in [0, 1] of a frame with the feature columns (calibrated when the model is)."""
         raw = self.model.raw(self.preprocessor.transform(frame[FEATURE_NAMES].to_numpy()))
-        return _normalise(raw, self.calibration)
-
-
-def _normalise(raw: np.ndarray, calibration: dict[str, float] | None) -> np.ndarray:
-    if calibration is None:
-        return np.clip(raw, 0.0, 1.0)
-    lo, hi = calibration["min"], calibration["max"]
-    return np.clip((raw - lo) / (hi - lo) if hi > lo else np.zeros_like(raw), 0.0, 1.0)
+        return self.score_map.apply(raw)
 
 
 def time_split(frame: pd.DataFrame, share: float = VALIDATION_SHARE) -> tuple[pd.DataFrame, ...]:
@@ -112,13 +117,19 @@ def fit_and_select(
     target_precision: float = 0.9,
     alert_budget: float = 5.0,
     seed: int = 42,
+    params: dict[str, Any] | None = None,
+    rate_per_s: float | None = None,
     progress: Progress = no_progress,
 ) -> FittedModel:
-    """Fit on ``train``, choose the threshold and measure on ``validation`` (time-ordered)."""
+    """Fit on ``train``, calibrate, choose the threshold and measure on ``validation``
+    (time-ordered). ``params`` override the algorithm's default hyperparameters;
+    ``rate_per_s`` (the live traffic's rate) turns the threshold's alert share into expected
+    alerts per day."""
+    from rtfd.ml.calibration import ScoreMap, fit_calibration
     from rtfd.ml.metrics import summary
-    from rtfd.ml.models import fit_model
+    from rtfd.ml.models import default_params, fit_model
     from rtfd.ml.preprocess import Preprocessor
-    from rtfd.ml.thresholds import choose_threshold
+    from rtfd.ml.thresholds import choose_threshold, expected_at
 
     if len(train) == 0 or len(validation) == 0:
         raise DataError("not enough transactions to split into training and validation")
@@ -138,19 +149,23 @@ def fit_and_select(
         y_train if mode == "supervised" else None,
         seed=seed,
         progress=scaled(progress, 0.0, 0.9),
+        params=params,
     )
-    calibration = None
+    score_map = ScoreMap()
     if mode == "unsupervised":
         rows = Xt
         if len(Xt) > CALIBRATION_MAX_ROWS:
             rng = np.random.default_rng(seed)
             rows = Xt[rng.choice(len(Xt), size=CALIBRATION_MAX_ROWS, replace=False)]
         raw = model.raw(rows)
-        calibration = {"min": float(raw.min()), "max": float(raw.max())}
-    progress("scoring the validation window", 0.92)
+        score_map = ScoreMap(float(raw.min()), float(raw.max()))
+    progress("scoring and calibrating the validation window", 0.92)
     X_val = pre.transform(validation[FEATURE_NAMES].to_numpy(dtype=np.float64))
-    scores = _normalise(model.raw(X_val), calibration)
     y_val = validation["label"].to_numpy() if "label" in validation else None
+    raw_val = model.raw(X_val)
+    calibration = fit_calibration(score_map.normalise(raw_val), y_val)
+    score_map = score_map.with_calibrator(calibration.calibrator)
+    scores = score_map.apply(raw_val)
     choice = choose_threshold(
         scores, y_val, rule, target_precision=target_precision, alert_budget=alert_budget
     )
@@ -161,8 +176,28 @@ def fit_and_select(
         timestamps=validation["timestamp"] if "user_id" in validation else None,
         cards=validation["user_id"].to_numpy() if "user_id" in validation else None,
     )
+    expected = expected_at(
+        scores, choice.threshold, calibrated=score_map.method is not None, rate_per_s=rate_per_s
+    )
+    metrics.update(
+        calibration=calibration.report,
+        expected_precision=expected.precision,
+        expected_alerts_per_day=expected.alerts_per_day,
+        live_rate_per_s=rate_per_s,
+    )
     progress("validation done", 1.0)
-    return FittedModel(model, pre, choice, calibration, metrics, validation, scores, len(train))
+    return FittedModel(
+        model,
+        pre,
+        choice,
+        score_map,
+        metrics,
+        validation,
+        scores,
+        len(train),
+        params={**default_params(algo), **(params or {})},
+        calibration_report=calibration.report,
+    )
 
 
 @dataclass
@@ -286,10 +321,14 @@ def train_model(
     bootstrap: bool = False,
     promote: bool = True,
     force: bool = False,
+    tune: TuneSpec | None = None,
     progress: Progress = no_progress,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
     """Train, register and (champion/challenger permitting) promote a model.
+
+    ``tune`` searches the hyperparameters first on time-ordered folds of the training part
+    (:mod:`rtfd.ml.tuning`); what it found and how is recorded in the manifest.
 
     ``should_stop`` is asked at every progress step until the model is saved; when it says yes,
     :class:`TrainingCancelled` is raised and the registry is left untouched. Once saving has
@@ -314,11 +353,29 @@ def train_model(
     mode, algo = resolve_mode_algo(
         mode, algo, default_mode=settings.model_mode, default_algo=settings.model_algo
     )
+    if tune is not None:
+        from rtfd.ml.tuning import search_space
+
+        search_space(algo)  # an algorithm --tune cannot search is refused before any work
     frame, source = training_frame(
         settings, data, bootstrap=bootstrap, progress=scaled(progress, 0.0, 0.3)
     )
     train, validation = time_split(frame)
-    progress(f"training {algo} on {len(train):,} transactions", 0.3)
+    delay_s = settings.label_maturity_days * 86_400.0
+    tuned = None
+    fit_from = 0.3
+    if tune is not None:
+        from rtfd.ml.tuning import tune as search
+
+        fit_from = 0.75
+        tuned = search(
+            train,
+            algo=algo,
+            label_delay_s=delay_s,
+            spec=tune,
+            progress=scaled(progress, 0.3, fit_from),
+        )
+    progress(f"training {algo} on {len(train):,} transactions", fit_from)
     fitted = fit_and_select(
         train,
         validation,
@@ -328,7 +385,9 @@ def train_model(
         target_precision=settings.model_target_precision,
         alert_budget=settings.model_alert_budget,
         seed=settings.generator_seed,
-        progress=scaled(progress, 0.3, 0.9),
+        params=tuned.best_params if tuned is not None else None,
+        rate_per_s=settings.generator_rate,
+        progress=scaled(progress, fit_from, 0.9),
     )
     metrics = {
         **fitted.metrics,
@@ -337,6 +396,7 @@ def train_model(
         "train_positives": int((train["label"] > 0).sum()),
         "threshold": fitted.choice.threshold,
         "threshold_rule": fitted.choice.rule,
+        "tuned": tuned is not None,
     }
     ts = frame["timestamp"]
     holdout_cols = [*FEATURE_NAMES, "label", "timestamp"]
@@ -371,9 +431,11 @@ def train_model(
             # The live time-lapse the model was trained for (velocity features scale with it).
             "time_scale": settings.generator_time_scale,
             "merchant_risk": {
-                "label_delay_s": settings.label_maturity_days * 86_400.0,
+                "label_delay_s": delay_s,
                 "period_s": DEFAULT_PERIOD_S,
             },
+            "params": fitted.params,
+            **({"tuning": tuned.to_dict()} if tuned is not None else {}),
         },
     )
     promoted, decision = False, "not promoted (--no-promote)"
@@ -397,6 +459,7 @@ def train_model(
         n_validation=len(validation),
         source=source,
         seconds=time.monotonic() - started,
+        extra={"tuning": tuned.to_dict()} if tuned is not None else {},
     )
 
 

@@ -691,3 +691,103 @@ def test_the_loader_never_unpickles(registry: Registry, monkeypatch: pytest.Monk
     for version in (XGB, LOGREG, IFOREST):
         model = registry.load(version)
         assert model.version == version
+
+
+# -- the calibration map in threshold.json ----------------------------------------------------
+ISOTONIC = {"method": "isotonic", "x": [0.0, 0.3, 1.0], "y": [0.0, 0.1, 0.9]}
+PLATT = {"method": "platt", "a": 1.2, "b": -0.5}
+
+
+def _with(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {**base, **fields}
+
+
+def _without(base: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in base.items() if k != key}
+
+
+# Each is planted as threshold.json's "calibration" (a tampered score map with a consistent
+# manifest): a map that inverts or flattens the ranking, hides alerts, smuggles a field, or is
+# not plain numbers. (value, what the one-line refusal says)
+CALIBRATION_ATTACKS: dict[str, tuple[Any, str]] = {
+    "a decreasing isotonic map (inverts the ranking)": (
+        _with(ISOTONIC, y=[0.9, 0.5, 0.1]),
+        "non-decreasing",
+    ),
+    "a map that dips once": (_with(ISOTONIC, y=[0.1, 0.05, 0.9]), "non-decreasing"),
+    "probabilities above 1": (_with(ISOTONIC, y=[0.0, 0.5, 1.5]), "[0, 1]"),
+    "negative probabilities": (_with(ISOTONIC, y=[-0.5, 0.1, 0.9]), "[0, 1]"),
+    "knots out of order": (_with(ISOTONIC, x=[0.0, 1.0, 0.3]), "strictly increasing"),
+    "a repeated knot": (_with(ISOTONIC, x=[0.0, 0.3, 0.3]), "strictly increasing"),
+    "more x than y": (_with(ISOTONIC, x=[0.0, 0.3, 0.6, 1.0]), "as many values"),
+    "a single knot": (_with(ISOTONIC, x=[0.5], y=[0.5]), "2 to"),
+    "no knots": (_with(ISOTONIC, x=[], y=[]), "2 to"),
+    "20,001 knots": (
+        _with(ISOTONIC, x=list(range(20_001)), y=[0.5] * 20_001),
+        "2 to 20,000",
+    ),
+    "knots as a string": (_with(ISOTONIC, x="0.0,0.3,1.0"), "'x' must list"),
+    "a knot as a string": (_with(ISOTONIC, x=[0.0, "0.3", 1.0]), "'x' must be a number"),
+    "a probability as a boolean": (_with(ISOTONIC, y=[False, 0.1, True]), "'y' must be a number"),
+    "a nested knot": (_with(ISOTONIC, x=[0.0, [0.3], 1.0]), "'x' must be a number"),
+    "a knot of 400 digits": (_with(ISOTONIC, x=[0.0, 0.3, 10**400]), "finite"),
+    "isotonic without y": (_without(ISOTONIC, "y"), "'y' must list"),
+    "a Platt slope of zero (every score the same)": (_with(PLATT, a=0.0), "positive"),
+    "a negative Platt slope (inverts the ranking)": (_with(PLATT, a=-1.2), "positive"),
+    "a Platt slope as a string": (_with(PLATT, a="1.2"), "'a' must be a number"),
+    "a Platt intercept of 400 digits": (_with(PLATT, b=-(10**400)), "finite"),
+    "Platt without an intercept": (_without(PLATT, "b"), "'b' must be a number"),
+    "Platt with isotonic knots": (_with(PLATT, x=[0.0, 1.0]), "does not belong"),
+    "knots without a method": (_without(ISOTONIC, "method"), "does not belong"),
+    "an unknown method": (_with(PLATT, method="pickle"), "isotonic or platt"),
+    "a method as a list": (_with(PLATT, method=["platt"]), "isotonic or platt"),
+    "a field that names code": (_with(PLATT, code="os.system('id')"), "unknown field 'code'"),
+    "a calibration list": ([0.0, 1.0], "JSON object"),
+    "a calibration string": ("platt", "JSON object"),
+    "min above max (inverts the normalisation)": (_with(PLATT, min=1.0, max=-1.0), "above"),
+    "max without min": (_with(PLATT, max=1.0), "min and max"),
+}
+
+
+def _plant_calibration(registry: Registry, version: str, calibration: Any) -> None:
+    path = registry.root / version / "threshold.json"
+    doc = {**json.loads(path.read_bytes()), "calibration": calibration}
+    plant(registry, version, "threshold.json", json.dumps(doc).encode())
+
+
+@pytest.mark.parametrize("version", [XGB, IFOREST])
+@pytest.mark.parametrize("attack", CALIBRATION_ATTACKS, ids=str)
+def test_a_tampered_calibration_is_refused(
+    registry: Registry, canary: Path, attack: str, version: str
+) -> None:
+    calibration, expected = CALIBRATION_ATTACKS[attack]
+    _plant_calibration(registry, version, calibration)
+    message = assert_refused(registry, version, "threshold.json", canary)
+    assert "'calibration'" in message and expected in message, message
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_calibration_number_json_cannot_hold_is_refused(
+    registry: Registry, canary: Path, number: str
+) -> None:
+    path = registry.root / XGB / "threshold.json"
+    doc = {**json.loads(path.read_bytes()), "calibration": _with(PLATT, b=0.123456)}
+    text = json.dumps(doc).replace("0.123456", number).encode()
+    plant(registry, XGB, "threshold.json", text)
+    message = assert_refused(registry, XGB, "threshold.json", canary)
+    assert "not valid JSON" in message or "finite" in message, message
+
+
+@pytest.mark.parametrize("calibration", [ISOTONIC, PLATT, None, {"min": -1.0, "max": 1.0}])
+def test_a_well_formed_calibration_is_loaded_and_applied(
+    registry: Registry, calibration: Any
+) -> None:
+    """The control: the refusals above are about what was wrong, not about any edit; a valid
+    map planted the same way loads, and LoadedModel.score applies it."""
+    from rtfd.ml.calibration import ScoreMap
+
+    _plant_calibration(registry, XGB, calibration)
+    model = registry.load(XGB)
+    assert model.score_map.to_dict() == ScoreMap.from_dict(calibration).to_dict()
+    rows = np.linspace(-2.0, 2.0, 11)
+    assert np.array_equal(model.score_map.apply(rows), ScoreMap.from_dict(calibration).apply(rows))

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,6 +16,7 @@ from rtfd.errors import DataError
 from rtfd.ml import models
 from rtfd.ml.backtest import JSON_KEYS, make_windows, run_backtest
 from rtfd.ml.data import simulated_history
+from rtfd.ml.tuning import TuneSpec
 
 pytestmark = pytest.mark.unit
 
@@ -79,6 +81,13 @@ def test_backtest_reports_holdout_metrics_and_plots(algo: str, tmp_path: Path) -
         assert m[name] >= gate, f"{algo} {name} {m[name]:.3f} < {gate}"
     assert m["auc_roc"] <= 1.0
     assert 0.0 <= m["card_precision_at_100"] <= 1.0
+    assert 0.0 <= m["card_precision_at_100_new_cards"] <= 1.0
+    assert 0.0 < m["budget_precision"] <= 1.0
+    assert 0.0 <= m["brier"] < 0.05
+    d = result.details
+    per_day = ts[(ts >= w.test_start) & (ts < w.test_end)].dt.floor("D").value_counts()
+    assert d["budget_alerts_per_day"] == pytest.approx(np.mean(np.floor(5.0 * per_day / 1000)))
+    assert d["calibration"]["test"]["brier"] == m["brier"]
     assert 0.0 < m["threshold"] <= 1.0
     assert {p.name for p in result.plots} == {
         f"backtest_{algo}_pr.png",
@@ -119,3 +128,40 @@ def test_backtest_cli_refuses_a_file_without_labels(
     history().drop(columns=["label"]).iloc[:100].to_csv(csv, index=False)
     assert main(["backtest", "--data", str(csv)]) == 2
     assert "missing column(s) label" in capsys.readouterr().err
+
+
+def test_a_tuned_backtest_searches_only_before_its_validation_and_test_windows() -> None:
+    result = run_backtest(
+        history(), train_days=7, delay_days=2, test_days=3, algo="xgboost",
+        tune=TuneSpec(budget_s=300, trials=4, seed=1),
+    )  # fmt: skip
+    t = result.details["tuning"]
+    w = result.windows
+    # Folds lie in the fitting part: the first 75 % of the train window, by time.
+    ts = history()["timestamp"]
+    train_ts = ts[(ts >= w.train_start) & (ts < w.train_end)].sort_values()
+    validation_start = train_ts.iloc[round(len(train_ts) * 0.75)]
+    window_s = (train_ts.iloc[round(len(train_ts) * 0.75) - 1] - train_ts.iloc[0]).total_seconds()
+    for fold in t["folds"]:
+        assert pd.Timestamp(fold["validation"][1]) <= validation_start < w.test_start
+    # The gap is the backtest's delay (2 days: less than half the 5.25-day fitting part).
+    assert t["label_delay_s"] == 2 * 86_400
+    assert window_s > 4 * 86_400 and t["gap_s"] == 2 * 86_400
+    assert t["trials"] + t["trials_pruned"] == 4
+    assert result.details["params"] == {**models.default_params("xgboost"), **t["best_params"]}
+    assert list(result.to_json()) == list(JSON_KEYS)
+
+
+def test_backtest_cli_tune_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tx.parquet"
+    history().to_parquet(path)
+    args = ["backtest", "--data", str(path), "--train-days", "7", "--delay-days", "2",
+            "--test-days", "3", "--plots", str(tmp_path / "plots")]  # fmt: skip
+    assert main([*args, "--algo", "logreg", "--tune", "--trials", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "tuned: 3 trials" in out or "tuned: " in out
+    assert "card_precision_at_100_new_cards" in out and "calibration: " in out
+    assert main([*args, "--trials", "3"]) == 2
+    assert "add --tune" in capsys.readouterr().err
+    assert main([*args, "--algo", "iforest", "--tune"]) == 2
+    assert "not iforest" in capsys.readouterr().err

@@ -8,7 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtfd.ml.metrics import at_threshold, card_precision_at_k, ranking_metrics
+from rtfd.ml.metrics import (
+    at_threshold,
+    card_precision_at_k,
+    daily_budget_precision,
+    ranking_metrics,
+)
 from rtfd.ml.thresholds import choose_threshold
 
 pytestmark = pytest.mark.unit
@@ -89,3 +94,55 @@ def test_ranking_metrics_with_one_class_are_none() -> None:
         "auc_roc": None,
         "average_precision": None,
     }
+
+
+def _three_days() -> tuple[pd.Series, np.ndarray, np.ndarray, np.ndarray]:
+    """Cards a (compromised every day), c (compromised from day 2), b (never) over 3 days."""
+    days = [pd.Timestamp(f"2024-01-0{d}", tz="UTC") for d in (1, 2, 3)]
+    ts = pd.Series([days[0]] * 3 + [days[1]] * 3 + [days[2]] * 3)
+    cards = np.array(["a", "b", "c"] * 3)
+    scores = np.array([0.9, 0.8, 0.1, 0.95, 0.5, 0.6, 0.9, 0.7, 0.8])
+    labels = np.array([1, 0, 0, 1, 0, 1, 1, 0, 1])
+    return ts, cards, scores, labels
+
+
+def test_card_precision_new_cards_leaves_out_cards_caught_on_earlier_days() -> None:
+    ts, cards, scores, labels = _three_days()
+    # Top 1 every day is card a, compromised: 1.0 each day.
+    assert card_precision_at_k(ts, cards, scores, labels, k=1) == 1.0
+    # New cards: day 1 catches a; day 2 ranks c (a left out) and catches it; day 3 has only b
+    # left, clean: (1 + 1 + 0) / 3.
+    new = card_precision_at_k(ts, cards, scores, labels, k=1, new_cards_only=True)
+    assert new == pytest.approx(2 / 3)
+    # k = 2. Day 1: a (caught), b (clean, so not left out later) -> 0.5; day 2: c, b -> 0.5;
+    # day 3: b alone -> 0. The plain variant: 0.5, 1.0, 1.0.
+    assert card_precision_at_k(ts, cards, scores, labels, k=2) == pytest.approx(2.5 / 3)
+    new2 = card_precision_at_k(ts, cards, scores, labels, k=2, new_cards_only=True)
+    assert new2 == pytest.approx(1 / 3)
+
+
+def test_a_flagged_clean_card_stays_in_later_rankings() -> None:
+    """Only compromised cards found in the top k leave the ranking, not every alerted card."""
+    ts, cards, scores, labels = _three_days()
+    labels = np.zeros_like(labels)
+    assert card_precision_at_k(ts, cards, scores, labels, k=1, new_cards_only=True) == 0.0
+    labels[[3, 6]] = 1  # card a compromised on days 2 and 3 only
+    # Day 1: a clean (stays); day 2: a caught; day 3: a left out, c (0.8) clean.
+    new = card_precision_at_k(ts, cards, scores, labels, k=1, new_cards_only=True)
+    assert new == pytest.approx(1 / 3)
+
+
+def test_daily_budget_precision_takes_each_days_top_alerts() -> None:
+    day1, day2 = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-02", tz="UTC")
+    ts = pd.Series([day1] * 1000 + [day2] * 500)
+    scores = np.r_[np.linspace(1.0, 0.0, 1000), np.linspace(1.0, 0.0, 500)]
+    labels = np.zeros(1500, dtype=int)
+    labels[[0, 2, 4, 600]] = 1  # day 1: 3 of its top 5 (budget 5 per 1,000), one far below
+    labels[[1000, 1300]] = 1  # day 2: budget floor(2.5) = 2, one of its top 2
+    out = daily_budget_precision(ts, scores, labels, alert_budget=5.0)
+    assert out["precision"] == pytest.approx((3 / 5 + 1 / 2) / 2)
+    assert out["alerts_per_day"] == pytest.approx(3.5)
+    assert out["recall"] == pytest.approx(4 / 6)
+    tiny = daily_budget_precision(ts, scores, labels, alert_budget=1.0)  # day 2: B = 0
+    assert tiny["precision"] == 1.0 and tiny["alerts_per_day"] == 1.0
+    assert daily_budget_precision(ts, scores, labels, alert_budget=0.0)["precision"] is None

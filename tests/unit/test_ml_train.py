@@ -92,11 +92,14 @@ def test_each_algorithm_trains_registers_and_scores(settings: Settings, algo: st
     reasons = model.explain(feats.iloc[:50])
     assert len(reasons) == 50 and all(len(r) <= 3 for r in reasons)
     assert any(reasons) and all(isinstance(p, str) and p for r in reasons for p in r)
+    # Every model is calibrated on its validation labels (IsolationForest is still fitted
+    # without them); IsolationForest's score is first normalised by the training min and max.
+    assert model.calibration is not None
+    assert model.calibration["method"] in ("isotonic", "platt")
+    assert result.metrics["calibration"]["method"] == model.calibration["method"]
+    assert ("min" in model.calibration) == (algo == "iforest")
     if algo == "iforest":
-        assert model.calibration is not None
         assert model.calibration["max"] > model.calibration["min"]
-    else:
-        assert model.calibration is None
 
 
 def test_flagged_fraud_is_explained_by_what_gives_it_away(settings: Settings) -> None:

@@ -316,3 +316,168 @@ def test_the_trained_isolation_forest_scores_as_scikit_learn_did() -> None:
     forest = IsolationForest(n_estimators=models.IFOREST_TREES, random_state=5, n_jobs=1).fit(X)
     Z = rng.normal(size=(8000, 20)) * 2
     assert np.array_equal(model.raw(Z), -np.asarray(forest.score_samples(Z), dtype=np.float64))
+
+
+# -- champion/challenger on both holdouts ------------------------------------------------------
+def _resave(registry: Registry, model: LoadedModel, holdout: pd.DataFrame) -> str:
+    """``model`` saved again as a new version whose holdout is ``holdout``."""
+    return registry.save(
+        model=model.model,
+        preprocessor=model.preprocessor,
+        features=list(model.features),
+        threshold={
+            "threshold": model.threshold,
+            "mode": model.mode,
+            "algo": model.algo,
+            "calibration": model.calibration,
+        },
+        metrics=dict(model.metrics),
+        holdout=holdout,
+    )
+
+
+def _holdout(rows: pd.DataFrame, *, flip: bool = False) -> pd.DataFrame:
+    """Holdout rows as training saves them; ``flip`` inverts the labels, so that a model which
+    ranks frauds well ranks them worst there (a window where the two models swap places)."""
+    out = rows[[*FEATURE_NAMES, "label", "timestamp"]].reset_index(drop=True)
+    if flip:
+        out["label"] = 1 - out["label"]
+    return out
+
+
+@pytest.fixture
+def good_and_bad(settings: Settings, registry: Registry) -> tuple[LoadedModel, LoadedModel]:
+    """The live v0001 (trained on true labels) and v0002 (shuffled labels: chance)."""
+    return registry.load("v0001"), registry.load(_bad_challenger(settings))
+
+
+OLD, NEW = slice(0, 4000), slice(-4000, None)
+
+
+@pytest.mark.parametrize(
+    ("bad_is_challenger", "older_is_challengers"),
+    [(True, True), (True, False), (False, True), (False, False)],
+)
+def test_the_newer_holdout_decides_and_both_are_recorded(
+    registry: Registry,
+    good_and_bad: tuple[LoadedModel, LoadedModel],
+    bad_is_challenger: bool,
+    older_is_challengers: bool,
+) -> None:
+    """Both models are scored on both holdouts. On the older window the labels are flipped, so
+    there the weak model wins; the newer window (true labels) decides: a challenger worse on the
+    newer data is refused whatever the older says, a better one is promoted."""
+    good, bad = good_and_bad
+    frame = feature_frame()
+    old, new = _holdout(frame.iloc[OLD], flip=True), _holdout(frame.iloc[NEW])
+    challenger, champion = (bad, good) if bad_is_challenger else (good, bad)
+    mine, theirs = (old, new) if older_is_challengers else (new, old)
+    champ = _resave(registry, champion, theirs)
+    registry.promote(champ, force=True)
+    chall = _resave(registry, challenger, mine)
+    if bad_is_challenger:
+        with pytest.raises(PromotionRefused, match=r"worse than the live .* newer holdout"):
+            registry.promote(chall)
+        assert registry.current() == champ
+        decision = registry.promote(chall, force=True)  # the figures are recorded even so
+        assert decision.startswith(f"{chall} is live (forced; AP")
+    else:
+        assert "newer: decides" in registry.promote(chall)
+    last = registry.promotions()[-1]
+    assert last.version == chall and last.forced is bad_is_challenger
+    c = last.comparison
+    assert c is not None and (c.challenger, c.champion) == (chall, champ)
+    assert [h.holdout_of for h in c.holdouts] == [chall, champ]
+    assert [h.role for h in c.holdouts] == ["challenger", "champion"]
+    assert [h.rows for h in c.holdouts] == [4000, 4000]
+    decider = c.deciding
+    assert decider is not None and decider.holdout_of == (champ if older_is_challengers else chall)
+    assert decider.end is not None and decider.end == max(h.end for h in c.holdouts if h.end)
+    older = next(h for h in c.holdouts if not h.decided)
+    assert decider.challenger_ap is not None and decider.champion_ap is not None
+    assert older.challenger_ap is not None and older.champion_ap is not None
+    # The two windows disagree, which is why the rule names the one that decides.
+    newer_says = decider.challenger_ap < decider.champion_ap
+    older_says = older.challenger_ap < older.champion_ap
+    assert newer_says is bad_is_challenger and older_says is not bad_is_challenger
+    assert c.challenger_worse is bad_is_challenger
+
+
+def test_promotions_are_records_the_tui_can_read(
+    settings: Settings, registry: Registry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = _bad_challenger(settings)
+    with pytest.raises(PromotionRefused):
+        registry.promote(bad)
+    registry.promote(bad, force=True)
+    again = train_model(settings, algo="xgboost", data=history())
+    first, forced, earned = registry.promotions()
+    assert (first.version, first.reason, first.comparison) == ("v0001", "first model", None)
+    assert forced.version == bad and forced.forced and forced.comparison is not None
+    h = forced.comparison.holdouts[0]
+    assert h.challenger_ap is not None and h.champion_ap is not None
+    assert h.challenger_ap < h.champion_ap and h.rows > 1000 and h.positives > 10
+    assert earned.version == again.version and not earned.forced
+    assert earned.comparison is not None and not earned.comparison.challenger_worse
+    # v0003 and v0001 were trained on the same data: one window, scored once, and said so.
+    assert len(earned.comparison.holdouts) == 1
+    assert "same window" in " ".join(earned.comparison.notes)
+    # The CLI prints the same records.
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "promotions" in out and f"vs {bad}: AP" in out and "newer: decides" in out
+    assert "first model" in out and "forced; vs v0001: AP" in out
+    assert main(["models", "show", bad]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    (record,) = shown["promotions"]
+    assert record["forced"] is True and record["comparison"]["champion"] == "v0001"
+    assert record["comparison"]["holdouts"][0]["challenger_ap"] == h.challenger_ap
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"version": "v0001", "at": "2026-01-01T00:00:00+00:00", "reason": "first model"},
+        {"version": "v0001", "comparison": "not an object"},
+        {"version": "v0001", "comparison": {"holdouts": "x", "notes": [1, "n"]}},
+        {
+            "version": "v0001",
+            "comparison": {"holdouts": [{"rows": "many", "challenger_ap": 1e999}]},
+        },
+        {"version": "v0001", "forced": "yes", "at": 5},
+    ],
+)
+def test_promotions_written_by_older_versions_or_edited_still_read(
+    registry: Registry, entry: dict[str, object]
+) -> None:
+    """history.json is not covered by a manifest: whatever it holds, promotions() reads it
+    without raising, and a field it cannot read is absent rather than wrong."""
+    (registry.root / "history.json").write_text(
+        json.dumps({"promotions": [entry, ["not", "an", "entry"]]})
+    )
+    (promotion,) = registry.promotions()
+    assert promotion.version == "v0001" and promotion.forced is False
+    if promotion.comparison is not None:
+        for h in promotion.comparison.holdouts:
+            assert isinstance(h.rows, int) and h.challenger_ap is None
+        assert all(isinstance(n, str) for n in promotion.comparison.notes)
+
+
+def test_holdouts_without_the_features_are_left_out_and_none_left_is_refused(
+    registry: Registry, good_and_bad: tuple[LoadedModel, LoadedModel]
+) -> None:
+    good, bad = good_and_bad
+    frame = feature_frame()
+    full, partial = _holdout(frame.iloc[NEW]), _holdout(frame.iloc[NEW]).drop(columns="count_1h")
+    champ = _resave(registry, good, partial)
+    registry.promote(champ, force=True)
+    # Only the challenger's holdout has every feature: it alone is compared on, and it decides.
+    decision = registry.promote(_resave(registry, good, full))
+    assert "newer: decides" in decision and "lacks features" in decision
+    registry.promote(champ, force=True)
+    lacking = _resave(registry, bad, partial)
+    with pytest.raises(PromotionRefused, match=r"different features \(use --force"):
+        registry.promote(lacking)
+    assert registry.current() == champ
+    assert "forced; cannot compare" in registry.promote(lacking, force=True)
+    assert registry.promotions()[-1].comparison is None
