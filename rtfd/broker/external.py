@@ -6,9 +6,12 @@ from rtfd.broker.base import Broker
 from rtfd.config import Settings
 from rtfd.errors import BrokerUnavailable
 
+START_CHECK_S = 10.0
+
 
 class ExternalBroker(Broker):
-    """Bootstrap servers plus pass-through librdkafka/Spark security settings."""
+    """Bootstrap servers plus the security of the broker_security settings (and pass-through
+    ``[client]`` / ``[client_java]`` properties)."""
 
     name = "external"
 
@@ -21,11 +24,18 @@ class ExternalBroker(Broker):
         return self.settings.broker_bootstrap_servers
 
     def start(self, *, detach: bool = False) -> None:
-        if not self.is_running():
-            raise BrokerUnavailable(
-                f"no Kafka broker answers at {self.bootstrap_servers}; check the address "
-                "and the RTFD_CLIENT_* security settings"
-            )
+        """Check that the cluster answers and accepts rtfd's credentials (BrokerAuthFailed
+        names the brokers and says "authentication failed" when it refuses them)."""
+        from rtfd.broker.admin import cluster_metadata
+
+        _, md = cluster_metadata(
+            self.client_config(),
+            START_CHECK_S,
+            unavailable=f"no Kafka broker answers at {self.bootstrap_servers}; check the "
+            "address and the broker_security settings",
+        )
+        if not md.brokers:
+            raise BrokerUnavailable(f"the cluster at {self.bootstrap_servers} lists no broker")
 
     def stop(self) -> None:
         """Nothing to do: rtfd does not own an external cluster."""
