@@ -181,8 +181,9 @@ def test_each_scram_mechanism_lets_the_generator_in(
 
     settings = secured(tmp_path, sasl_cluster, broker_sasl_mechanism=mechanism)
     topic = f"scram-{uuid.uuid4().hex[:8]}"
-    ensure_topics(client_config(settings), [TopicSpec(topic, 1, {})])
-    ids = produce_transactions(settings, 200, topic=topic, labels_topic=None)
+    labels = f"{topic}-labels"
+    ensure_topics(client_config(settings), [TopicSpec(topic, 1, {}), TopicSpec(labels, 1, {})])
+    ids = produce_transactions(settings, 200, topic=topic, labels_topic=labels)
     got = [
         json.loads(m.value())["transaction_id"] for m in read_topic(client_config(settings), topic)
     ]
@@ -275,7 +276,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.*;
 import java.util.*;
 import javax.security.auth.login.AppConfigurationEntry;
-import org.apache.kafka.common.security.JaasConfig;
+import org.apache.kafka.common.config.types.Password;
+import org.apache.kafka.common.security.JaasContext;
 
 public class JaasCheck {
     static String hex(Object o) {
@@ -287,8 +289,10 @@ public class JaasCheck {
     }
     public static void main(String[] args) throws Exception {
         for (String line : Files.readAllLines(Path.of(args[0]), StandardCharsets.UTF_8)) {
-            JaasConfig config = new JaasConfig("KafkaClient", line);
-            AppConfigurationEntry e = config.getAppConfigurationEntry("KafkaClient")[0];
+            // What a Kafka client does with its sasl.jaas.config property.
+            Map<String, Object> config = Map.of("sasl.jaas.config", new Password(line));
+            JaasContext context = JaasContext.loadClientContext(config);
+            AppConfigurationEntry e = context.configurationEntries().get(0);
             Class.forName(e.getLoginModuleName());
             Map<String, ?> o = e.getOptions();
             String user = hex(o.get("username")), password = hex(o.get("password"));
@@ -316,8 +320,9 @@ JAAS_VARIANTS = [
 
 
 def test_the_jaas_line_reads_back_exactly_in_the_java_client(tmp_path: Path) -> None:
-    """kafka-clients' own JaasConfig parses what rtfd writes into the same user and password,
-    for both login modules (which must exist)."""
+    """kafka-clients' own JAAS parsing (JaasContext.loadClientContext, as a client does with
+    sasl.jaas.config) reads what rtfd writes back into the same user and password, for both
+    login modules (which must exist)."""
     from rtfd.broker.jars import ensure_kafka_jars
     from rtfd.broker.security import LOGIN_MODULES, jaas_config
     from rtfd.sysinfo import java_executable
@@ -335,7 +340,7 @@ def test_the_jaas_line_reads_back_exactly_in_the_java_client(tmp_path: Path) -> 
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "JAVA_TOOL_OPTIONS": ""},
+        env={k: v for k, v in os.environ.items() if k != "JAVA_TOOL_OPTIONS"},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = proc.stdout.splitlines()
