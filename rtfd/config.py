@@ -114,7 +114,7 @@ class Settings:
         default="SCRAM-SHA-512",
         metadata={
             "doc": "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (PLAIN sends the "
-            "password as is: only over sasl_ssl).",
+            "password itself: use it with sasl_ssl).",
             **_choices("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
             "case": "upper",
         },
@@ -124,7 +124,10 @@ class Settings:
     )
     broker_sasl_password: str = field(
         default="",
-        metadata={"doc": "SASL password (a secret: masked in every log, never written to a file)."},
+        metadata={
+            "doc": "SASL password: a secret, masked in every log and written to no file by rtfd "
+            "(prefer the environment variable to the config file)."
+        },
     )
     broker_ssl_ca_file: Path | None = field(
         default=None,

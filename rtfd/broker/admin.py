@@ -119,9 +119,18 @@ def cluster_metadata(
     broker answers in time.
     """
     from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
 
     errors: list[Any] = []
-    admin = _admin({**config, "error_cb": errors.append})
+
+    def on_error(err: Any) -> None:
+        log.info("kafka: %s", err.str() if hasattr(err, "str") else err)
+        errors.append(err)
+
+    # poll() below serves librdkafka's log queue too: its per-retry connection lines stay out of
+    # the terminal (log_level 2); the errors themselves reach rtfd.log through on_error.
+    quiet: dict[str, Any] = {**_QUIET, "error_cb": on_error, "log_level": 2}
+    admin = AdminClient({**config, **quiet})
     where = config.get("bootstrap.servers")
     deadline = time.monotonic() + timeout
     while True:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rtfd.broker.base import Broker
@@ -83,15 +84,16 @@ class LocalKafkaCluster(Broker):
         self.scram_users = tuple(scram_users)
         self.heap_mb = heap_mb
         sasl = bool(self.scram_users)
+        free = iter(_distinct_free_ports(nodes * (3 if sasl else 2)))
         self.ports = {
-            i: NodePorts(free_port(), free_port(), free_port() if sasl else None)
+            i: NodePorts(next(free), next(free), next(free) if sasl else None)
             for i in range(1, nodes + 1)
         }
         voters = ",".join(f"{i}@127.0.0.1:{p.controller}" for i, p in self.ports.items())
         self.nodes = {
             i: KafkaNode(settings, self._spec(i, p, voters)) for i, p in self.ports.items()
         }
-        self._jars: Any = None
+        self._jars: Path | None = None
 
     def _spec(self, node_id: int, ports: NodePorts, voters: str) -> NodeSpec:
         s = self.settings
@@ -124,7 +126,6 @@ class LocalKafkaCluster(Broker):
             extra=extra,
         )
 
-    # -- addresses ---------------------------------------------------------------------------
     @property
     def bootstrap_servers(self) -> str:
         """The client listeners of every node."""
@@ -146,7 +147,6 @@ class LocalKafkaCluster(Broker):
         credentials the settings of this object do not carry."""
         return self.internal_config()
 
-    # -- lifecycle ---------------------------------------------------------------------------
     def start(self, *, detach: bool = False) -> None:
         """Format and start every node, then wait until all of them are registered brokers."""
         if detach:
@@ -154,13 +154,13 @@ class LocalKafkaCluster(Broker):
         s = self.settings
         s.ensure_dirs()
         check_java()
-        self._jars = ensure_kafka_jars(s)
+        jars = self._jars = ensure_kafka_jars(s)
         cluster_id = new_cluster_id()
         for node in self.nodes.values():
             node.write_config()
-        _each(lambda node: node.format_storage(self._jars, cluster_id), self.nodes.values())
+        _each(lambda node: node.format_storage(jars, cluster_id), self.nodes.values())
         for node in self.nodes.values():
-            node.launch(self._jars, heap_mb=self.heap_mb)
+            node.launch(jars, heap_mb=self.heap_mb)
         self.started_here = True
         log.info("local Kafka cluster: %d nodes at %s", len(self.nodes), self.bootstrap_servers)
         self.wait_brokers(len(self.nodes), timeout=s.broker_start_timeout_s)
@@ -244,6 +244,8 @@ class LocalKafkaCluster(Broker):
     def restart(self, node_id: int) -> None:
         """Start a stopped or killed node again on its storage."""
         node = self.nodes[node_id]
+        if self._jars is None:
+            raise BrokerError("the cluster was never started")
         if not node.running:
             node.launch(self._jars, heap_mb=self.heap_mb)
 
@@ -266,3 +268,13 @@ def _each(fn: Callable[[KafkaNode], object], nodes: Iterable[KafkaNode]) -> None
     with ThreadPoolExecutor(max_workers=8) as pool:
         for future in [pool.submit(fn, node) for node in nodes]:
             future.result()
+
+
+def _distinct_free_ports(n: int) -> list[int]:
+    """``n`` different ports that nothing listens on right now."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports

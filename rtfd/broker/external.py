@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from rtfd.broker.base import Broker
+import dataclasses
+
+from rtfd.broker.base import Broker, BrokerStatus
 from rtfd.config import Settings
 from rtfd.errors import BrokerUnavailable
 
 START_CHECK_S = 10.0
+STATUS_DETAIL_S = 2.0  # a refused login shows within a second
 
 
 class ExternalBroker(Broker):
@@ -39,6 +42,20 @@ class ExternalBroker(Broker):
 
     def stop(self) -> None:
         """Nothing to do: rtfd does not own an external cluster."""
+
+    def status(self) -> BrokerStatus:
+        """Like every backend's, with the reason when the cluster does not answer or refuses
+        rtfd's credentials."""
+        from rtfd.broker.admin import cluster_metadata
+
+        status = super().status()
+        if status.running:
+            return status
+        try:
+            cluster_metadata(self.client_config(), STATUS_DETAIL_S)
+        except BrokerUnavailable as e:
+            return dataclasses.replace(status, detail=str(e))
+        return status
 
     def is_running(self) -> bool:
         from rtfd.broker.admin import broker_answers

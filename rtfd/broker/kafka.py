@@ -103,7 +103,6 @@ class KafkaNode:
         self.proc: subprocess.Popen[bytes] | None = None
         self.detached = False
 
-    # -- configuration -----------------------------------------------------------------------
     def properties(self) -> dict[str, str]:
         """The node's ``server.properties``."""
         spec = self.spec
@@ -204,7 +203,6 @@ class KafkaNode:
             )
         return True
 
-    # -- process -----------------------------------------------------------------------------
     def launch(self, jars: Path, *, detach: bool = False, heap_mb: int | None = None) -> int:
         """Start the JVM; returns the pid to record (the guard's when attached)."""
         s = self.settings

@@ -77,6 +77,12 @@ def librdkafka_security(settings: Settings) -> dict[str, str]:
     if protocol is None:
         return {}
     props = {"security.protocol": protocol}
+    if protocol == "SASL_PLAINTEXT" and settings.broker_sasl_mechanism == "PLAIN":
+        _warn_once(
+            "plain-over-plaintext",
+            "broker_sasl_mechanism PLAIN over sasl_plaintext sends the password unencrypted: "
+            "use sasl_ssl (or SCRAM)",
+        )
     if protocol.startswith("SASL"):
         props |= {
             "sasl.mechanism": settings.broker_sasl_mechanism,
@@ -93,17 +99,23 @@ def librdkafka_passthrough(settings: Settings) -> dict[str, str]:
     left to Spark's connector, with a warning (once per property) to move them to
     ``[client_java]``."""
     java_only = [k for k in settings.client if k.strip().lower() in JAVA_ONLY_PROPERTIES]
-    if java_only:
-        with _warned_lock:
-            new = [k for k in java_only if k not in _warned]
-            _warned.update(new)
-        for key in new:
-            log.warning(
-                "[client] %s is a Java client property that librdkafka refuses: it goes to "
-                "Spark's connector only; move it to [client_java]",
-                key,
-            )
+    for key in java_only:
+        _warn_once(
+            key,
+            f"[client] {key} is a Java client property that librdkafka refuses: it goes to "
+            "Spark's connector only; move it to [client_java]",
+        )
     return {k: v for k, v in settings.client.items() if k not in java_only}
+
+
+def _warn_once(what: str, message: str) -> None:
+    """Log ``message`` the first time ``what`` comes up in this process (client configs are
+    built for every client)."""
+    with _warned_lock:
+        if what in _warned:
+            return
+        _warned.add(what)
+    log.warning("%s", message)
 
 
 def java_security(settings: Settings) -> dict[str, str]:

@@ -49,13 +49,15 @@ def install_model(models: Path, settings: Settings) -> None:
 
 
 class AckTracker:
-    """Wraps the live generator's producer: records the id and partition of every transaction
-    the cluster acknowledged, and when, and checks the producer settings it was given."""
+    """Wraps the live generator's producer: records when each transaction was handed to the
+    producer and when, and on which partition, the cluster acknowledged it; keeps the producer
+    settings it was given."""
 
     def __init__(self, topic: str) -> None:
         self.topic = topic
         self.ids: list[str] = []
-        self.acks: list[tuple[int, float]] = []  # (partition, monotonic time)
+        self.acks: list[tuple[int, float, float]] = []  # (partition, sent at, acked at)
+        self.sent_at: dict[str, float] = {}
         self.config: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -70,18 +72,40 @@ class AckTracker:
                 tid = json.loads(msg.value())["transaction_id"]
                 with self._lock:
                     self.ids.append(tid)
-                    self.acks.append((msg.partition(), time.monotonic()))
+                    self.acks.append((msg.partition(), self.sent_at[tid], time.monotonic()))
             inner(err, msg)
 
-        return Producer({**config, "on_delivery": on_delivery})
+        return _Timed(Producer({**config, "on_delivery": on_delivery}), self)
 
     def acked(self) -> int:
         with self._lock:
             return len(self.ids)
 
-    def first_ack_after(self, t: float, partition: int) -> float | None:
+    def writable_again(self, t: float, partition: int) -> float | None:
+        """When ``partition`` first acknowledged a transaction sent after ``t`` (None: not yet)."""
         with self._lock:
-            return next((at for p, at in self.acks if p == partition and at > t), None)
+            return next((at for p, sent, at in self.acks if p == partition and sent > t), None)
+
+
+class _Timed:
+    """The producer, noting when each transaction is handed to it."""
+
+    def __init__(self, producer: Any, tracker: AckTracker) -> None:
+        self._producer = producer
+        self._tracker = tracker
+
+    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+        if topic == self._tracker.topic:
+            tid = json.loads(value)["transaction_id"]
+            with self._tracker._lock:
+                self._tracker.sent_at[tid] = time.monotonic()
+        self._producer.produce(topic, value=value, key=key)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
 
 
 def read_topic(config: dict[str, Any], topic: str, *, timeout: float = 60.0) -> list[Any]:

@@ -13,6 +13,7 @@ failed" within seconds, from the generator's start, the stream's start and the a
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -222,6 +223,7 @@ def test_wrong_credentials_are_one_clear_line_within_seconds(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     from rtfd.broker import client_config
+    from rtfd.broker.commands import cmd_status
     from rtfd.broker.external import ExternalBroker
     from rtfd.generator.live import LiveGenerator
     from rtfd.stream.runner import StreamRunner
@@ -240,6 +242,13 @@ def test_wrong_credentials_are_one_clear_line_within_seconds(
         ExternalBroker(settings).start()
     assert time.monotonic() - t0 < REFUSED_WITHIN_S
     assert_refused(info.value, sasl_cluster)
+
+    t0 = time.monotonic()
+    assert cmd_status(argparse.Namespace(), settings) == 1  # `rtfd broker status`
+    assert time.monotonic() - t0 < REFUSED_WITHIN_S
+    status = capfd.readouterr().out
+    assert "not running" in status and "authentication failed" in status
+    assert not any(t in status for t in TOKENS)
 
     install_model(trained_models, settings)
     runner = StreamRunner(settings)

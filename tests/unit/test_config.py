@@ -414,11 +414,13 @@ def test_client_java_comes_from_its_own_environment_variables() -> None:
 
 
 def test_a_java_only_property_in_client_goes_to_spark_only(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Older rtfd sent [client] to both clients: a JAAS line there broke every librdkafka one."""
-    from rtfd.broker import client_config
+    from rtfd.broker import client_config, security
     from rtfd.broker.security import java_client_properties
+
+    monkeypatch.setattr(security, "_warned", set())
 
     jaas = "org.apache.kafka.common.security.plain.PlainLoginModule required"
     jaas += ' username="a" password="b";'
@@ -436,7 +438,7 @@ def test_a_java_only_property_in_client_goes_to_spark_only(
     java = java_client_properties(s)
     assert java["sasl.jaas.config"] == jaas and java["ssl.truststore.location"] == "/etc/ts.jks"
     moved = [r.getMessage() for r in caplog.records if "[client_java]" in r.getMessage()]
-    assert any("sasl.jaas.config" in m for m in moved)
+    assert sorted(m.split()[1] for m in moved) == ["sasl.jaas.config", "ssl.truststore.location"]
     assert all("password" not in m.split(" is a ")[0] or "jaas" in m for m in moved)
     assert not any('password="b"' in r.getMessage() for r in caplog.records)
 
@@ -551,3 +553,22 @@ def test_the_sasl_password_is_a_secret_everywhere() -> None:
     assert password not in redact.redact_text(jaas, redact.KnownSecrets())
     assert redact.is_secret_name("broker_sasl_password")
     assert not redact.is_secret_name("broker_sasl_username")
+
+
+def test_plain_over_an_unencrypted_connection_is_warned_about(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rtfd.broker import client_config, security
+
+    monkeypatch.setattr(security, "_warned", set())
+    env = {**SASL, "RTFD_BROKER_SASL_MECHANISM": "PLAIN"}
+    with caplog.at_level("WARNING", logger="rtfd.broker.security"):
+        client_config(load_settings(environ=env))
+        assert not caplog.records  # over sasl_ssl: fine
+        env["RTFD_BROKER_SECURITY"] = "sasl_plaintext"
+        client_config(load_settings(environ=env))
+        client_config(load_settings(environ=env))
+    assert [r.getMessage() for r in caplog.records] == [
+        "broker_sasl_mechanism PLAIN over sasl_plaintext sends the password unencrypted: "
+        "use sasl_ssl (or SCRAM)"
+    ]
