@@ -572,3 +572,25 @@ def test_plain_over_an_unencrypted_connection_is_warned_about(
         "broker_sasl_mechanism PLAIN over sasl_plaintext sends the password unencrypted: "
         "use sasl_ssl (or SCRAM)"
     ]
+
+
+def test_the_streams_kafka_source_gets_the_java_properties(tmp_path: Path) -> None:
+    from rtfd.stream.runner import StreamRunner
+
+    ca = str(ca_file(tmp_path))
+    cfg = write(
+        tmp_path / "c.toml", '[client]\n"client.id" = "a"\n[client_java]\n"client.id" = "b"\n'
+    )
+    env = {**SASL, "RTFD_BROKER_SSL_CA_FILE": ca, "RTFD_CONFIG": str(cfg)}
+    opts = StreamRunner(load_settings(environ=env))._kafka_options("tx", max_offsets=10)
+    assert opts["kafka.bootstrap.servers"] == "k1.example:9093,k2.example:9093"
+    assert opts["kafka.security.protocol"] == "SASL_SSL"
+    assert opts["kafka.sasl.mechanism"] == "SCRAM-SHA-512"
+    assert "ScramLoginModule required" in opts["kafka.sasl.jaas.config"]
+    assert opts["kafka.ssl.truststore.type"] == "PEM"
+    assert opts["kafka.ssl.truststore.location"] == ca
+    assert opts["kafka.client.id"] == "b"
+    assert (opts["subscribe"], opts["maxOffsetsPerTrigger"]) == ("tx", "10")
+    assert not any(k.startswith("kafka.sasl.password") or k == "kafka.sasl.username" for k in opts)
+    plain = StreamRunner(load_settings(environ=EXTERNAL))._kafka_options("tx", max_offsets=None)
+    assert not any(k.startswith(("kafka.security", "kafka.sasl", "kafka.ssl")) for k in plain)
