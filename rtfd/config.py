@@ -36,6 +36,8 @@ from rtfd.errors import ConfigError
 APP_NAME = "rtfd"
 ENV_PREFIX = "RTFD_"
 CLIENT_ENV_PREFIX = "RTFD_CLIENT_"
+CLIENT_JAVA_ENV_PREFIX = "RTFD_CLIENT_JAVA_"
+TABLE_FIELDS = ("client", "client_java", "spark_conf")
 
 
 def _choices(*values: str) -> dict[str, Any]:
@@ -98,8 +100,61 @@ class Settings:
         default="docker.redpanda.com/redpandadata/redpanda:v24.2.7",
         metadata={"doc": "Pinned Redpanda image for the redpanda backend."},
     )
+    broker_security: str = field(
+        default="none",
+        metadata={
+            "doc": "How clients reach an external cluster: none, ssl, sasl_plaintext or "
+            "sasl_ssl (rtfd sets librdkafka's and the Java client's properties from this and the "
+            "broker_sasl_* / broker_ssl_ca_file settings).",
+            **_choices("none", "ssl", "sasl_plaintext", "sasl_ssl"),
+            "case": "lower",
+        },
+    )
+    broker_sasl_mechanism: str = field(
+        default="SCRAM-SHA-512",
+        metadata={
+            "doc": "SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN (PLAIN sends the "
+            "password itself: use it with sasl_ssl).",
+            **_choices("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
+            "case": "upper",
+        },
+    )
+    broker_sasl_username: str = field(
+        default="", metadata={"doc": "SASL user name (broker_security sasl_*)."}
+    )
+    broker_sasl_password: str = field(
+        default="",
+        metadata={
+            "doc": "SASL password: a secret, masked in every log and written to no file by rtfd "
+            "(prefer the environment variable to the config file)."
+        },
+    )
+    broker_ssl_ca_file: Path | None = field(
+        default=None,
+        metadata={
+            "doc": "PEM file of the CA(s) that signed the brokers' certificates (broker_security "
+            "ssl or sasl_ssl; default: the system's trust store)."
+        },
+    )
     topic_partitions: int = field(
         default=3, metadata={"doc": "Partitions of the transactions topic.", **_range(1, 1024)}
+    )
+    topic_replication_factor: str = field(
+        default="auto",
+        metadata={
+            "doc": "Replicas of each rtfd topic created: a number, or auto = min(3, brokers "
+            "answering at creation time).",
+            "auto_int": (1, 32767),
+        },
+    )
+    topic_min_insync_replicas: str = field(
+        default="auto",
+        metadata={
+            "doc": "min.insync.replicas of each rtfd topic created: a number, or auto = 2 when "
+            "the replication factor is 3 or more, else 1 (with acks=all, a write then survives "
+            "the loss of any one broker and the topic stays writable with one broker down).",
+            "auto_int": (1, 32767),
+        },
     )
     topic_retention_hours: float = field(
         default=168.0,
@@ -250,7 +305,15 @@ class Settings:
     client: dict[str, str] = field(
         default_factory=dict,
         metadata={
-            "doc": "librdkafka/Spark Kafka client properties ([client] table, RTFD_CLIENT_*)."
+            "doc": "Raw librdkafka properties for every rtfd client ([client] table, "
+            "RTFD_CLIENT_*); also passed to Spark's Kafka connector as kafka.<key>, as before."
+        },
+    )
+    client_java: dict[str, str] = field(
+        default_factory=dict,
+        metadata={
+            "doc": "Raw Java Kafka client properties for Spark's connector only, as kafka.<key> "
+            "([client_java] table, RTFD_CLIENT_JAVA_*); they win over [client]."
         },
     )
 
@@ -334,16 +397,17 @@ class Settings:
             make_dir(d, setting)
 
     def secret_values(self) -> set[str]:
-        """Every secret these settings hold: each client property or ``spark_conf`` entry whose
-        name looks secret, the password inside a JAAS/OAUTHBEARER config, the userinfo of any
-        URL in any setting. Logging masks these wherever they appear (:func:`redact.remember`)."""
+        """Every secret these settings hold: a setting, client property or ``spark_conf`` entry
+        whose name looks secret (``broker_sasl_password``, ``sasl.password``), the password
+        inside a JAAS/OAUTHBEARER config, the userinfo of any URL in any setting. Logging masks
+        these wherever they appear (:func:`redact.remember`)."""
         found: set[str] = set()
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, dict):
                 found |= redact.secret_values(value)
             elif isinstance(value, str | Path):
-                found |= redact.secrets_in_text(str(value))
+                found |= redact.secret_values({f.name: str(value)})
         return found
 
     def redacted(self) -> dict[str, Any]:
@@ -358,6 +422,8 @@ class Settings:
                     k: redact.MASK if redact.is_secret_name(k) else redact.redact_text(v, known)
                     for k, v in value.items()
                 }
+            elif isinstance(value, str) and value and redact.is_secret_name(f.name):
+                value = redact.MASK
             elif isinstance(value, str | Path):
                 value = redact.redact_text(str(value), known)
             out[f.name] = value
@@ -436,6 +502,28 @@ def _hints() -> dict[str, Any]:
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Convert a raw value (string from env/CLI, or a TOML value) to the field's type."""
+    meta = Settings.__dataclass_fields__[name].metadata
+    if "auto_int" in meta:
+        return _coerce_auto_int(name, raw, source)
+    value = _coerce_type(name, raw, source)
+    case = meta.get("case")
+    if case is not None and isinstance(value, str):
+        value = value.strip().lower() if case == "lower" else value.strip().upper()
+    return value
+
+
+def _coerce_auto_int(name: str, raw: Any, source: str) -> str:
+    """``auto`` or a whole number, kept as text ("auto", "3"); the range is checked later."""
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    if isinstance(raw, str) and raw.strip().isdecimal() and raw.strip().isascii():
+        return str(int(raw.strip()))
+    raise ConfigError(f"setting {name} (from {source}): expected auto or a number, got {raw!r}")
+
+
+def _coerce_type(name: str, raw: Any, source: str) -> Any:
     hint = _hints()[name]
     base = hint
     if str(hint).startswith("pathlib.Path | None") or hint == (Path | None):
@@ -491,7 +579,11 @@ def _check(settings: Settings, name: str, source: str) -> None:
         raise ConfigError(
             f"setting {name} (from {source}): {value!r} is not one of {', '.join(choices)}"
         )
-    lo, hi = meta.get("min"), meta.get("max")
+    lo, hi = meta.get("auto_int", (None, None)) if value != "auto" else (None, None)
+    if lo is not None:
+        value = int(value)
+    lo = meta.get("min", lo)
+    hi = meta.get("max", hi)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ConfigError(f"setting {name} (from {source}): {value!r} is outside [{lo}, {hi}]")
 
@@ -506,12 +598,62 @@ def _validated(settings: Settings, sources: Mapping[str, str]) -> Settings:
         )
     if settings.broker_port == settings.broker_controller_port:
         raise ConfigError("setting broker_controller_port: must differ from broker_port")
+    _check_security(settings, sources)
+    _check_replication(settings, sources)
     return settings
+
+
+def _check_security(settings: Settings, sources: Mapping[str, str]) -> None:
+    """The broker_security settings fit together."""
+    security = settings.broker_security
+
+    def fail(name: str, problem: str) -> ConfigError:
+        return ConfigError(f"setting {name} (from {sources.get(name, 'default')}): {problem}")
+
+    if security != "none" and not settings.broker_bootstrap_servers:
+        raise fail(
+            "broker_security",
+            f"{security} applies to an external cluster: set broker_bootstrap_servers (the "
+            "local redpanda and kafka brokers listen on 127.0.0.1 without authentication)",
+        )
+    if settings.broker_backend in ("kafka", "redpanda") and security != "none":
+        raise fail(
+            "broker_security",
+            f"{security} needs broker_backend external (or auto), not {settings.broker_backend}",
+        )
+    sasl = security.startswith("sasl_")
+    for name in ("broker_sasl_username", "broker_sasl_password"):
+        given = bool(getattr(settings, name))
+        if sasl and not given:
+            raise fail(name, f"required when broker_security is {security}")
+        if given and not sasl:
+            raise fail(
+                name, f"set broker_security to sasl_plaintext or sasl_ssl (it is {security})"
+            )
+    ca = settings.broker_ssl_ca_file
+    if ca is not None:
+        if security not in ("ssl", "sasl_ssl"):
+            raise fail(
+                "broker_ssl_ca_file",
+                f"a CA file needs broker_security ssl or sasl_ssl (it is {security})",
+            )
+        if not ca.is_file() or not os.access(ca, os.R_OK):
+            raise fail("broker_ssl_ca_file", f"{short_path(ca)} is not a readable file")
+
+
+def _check_replication(settings: Settings, sources: Mapping[str, str]) -> None:
+    rf, isr = settings.topic_replication_factor, settings.topic_min_insync_replicas
+    if rf != "auto" and isr != "auto" and int(isr) > int(rf):
+        source = sources.get("topic_min_insync_replicas", "default")
+        raise ConfigError(
+            f"setting topic_min_insync_replicas (from {source}): {isr} is more than "
+            f"topic_replication_factor {rf}: no write could ever be acknowledged"
+        )
 
 
 def _flatten_toml(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
     names = {f.name for f in fields(Settings)}
-    table_fields = {"client", "spark_conf"}
+    table_fields = set(TABLE_FIELDS)
     flat: dict[str, Any] = {}
     for key, value in doc.items():
         if key in table_fields or not isinstance(value, dict):
@@ -566,17 +708,22 @@ def load_settings(
             values[key] = _coerce(key, raw, str(path))
             sources[key] = str(path)
 
-    client = dict(values.get("client", {}))
+    tables = {name: dict(values.get(name, {})) for name in ("client", "client_java")}
     for f in fields(Settings):
         var = ENV_PREFIX + f.name.upper()
-        if var in env and f.name not in ("client", "spark_conf"):
+        if var in env and f.name not in TABLE_FIELDS:
             values[f.name] = _coerce(f.name, env[var], var)
             sources[f.name] = var
+    # RTFD_CLIENT_JAVA_* first: it also starts with RTFD_CLIENT_.
+    prefixes = ((CLIENT_JAVA_ENV_PREFIX, "client_java"), (CLIENT_ENV_PREFIX, "client"))
     for var, raw in env.items():
-        if var.startswith(CLIENT_ENV_PREFIX) and len(var) > len(CLIENT_ENV_PREFIX):
-            client[var[len(CLIENT_ENV_PREFIX) :].lower().replace("_", ".")] = raw
-    if client:
-        values["client"] = client
+        for prefix, name in prefixes:
+            if var.startswith(prefix):
+                if len(var) > len(prefix):
+                    tables[name][var[len(prefix) :].lower().replace("_", ".")] = raw
+                    sources[name] = var
+                break
+    values |= {name: table for name, table in tables.items() if table}
 
     for key, raw in (overrides or {}).items():
         if raw is None:
@@ -591,7 +738,11 @@ def load_settings(
 
 def describe_settings() -> list[tuple[str, str, str, str]]:
     """(name, env var, default, doc) for every setting, for the README's table."""
-    env_names = {"client": CLIENT_ENV_PREFIX + "<KEY>", "spark_conf": "(TOML only)"}
+    env_names = {
+        "client": CLIENT_ENV_PREFIX + "<KEY>",
+        "client_java": CLIENT_JAVA_ENV_PREFIX + "<KEY>",
+        "spark_conf": "(TOML only)",
+    }
     rows = []
     for f in fields(Settings):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]

@@ -26,12 +26,17 @@ def bootstrap_servers(settings: Settings) -> str:
     return f"127.0.0.1:{settings.broker_port}"
 
 
-def client_config(settings: Settings) -> dict[str, Any]:
-    """librdkafka settings for any rtfd client: bootstrap servers plus pass-through properties,
-    and the client's own log routed to rtfd's log (:data:`KAFKA_LOG`)."""
+def client_config(settings: Settings, servers: str | None = None) -> dict[str, Any]:
+    """librdkafka settings for any rtfd client: bootstrap servers (``servers``, or those of the
+    settings), the security that ``broker_security`` asks for, the ``[client]`` pass-through
+    properties over it (less the Java-only ones), and the client's own log routed to rtfd's log
+    (:data:`KAFKA_LOG`)."""
+    from rtfd.broker.security import librdkafka_passthrough, librdkafka_security
+
     return {
-        "bootstrap.servers": bootstrap_servers(settings),
-        **settings.client,
+        "bootstrap.servers": servers or bootstrap_servers(settings),
+        **librdkafka_security(settings),
+        **librdkafka_passthrough(settings),
         "logger": KAFKA_LOG,
     }
 

@@ -69,11 +69,7 @@ class Broker(ABC):
         return BrokerStatus(self.name, self.bootstrap_servers, running, topics=tuple(topics))
 
     def client_config(self) -> dict[str, Any]:
-        """librdkafka settings to reach this broker (bootstrap plus pass-through security)."""
-        from rtfd.broker import KAFKA_LOG
+        """librdkafka settings to reach this broker (bootstrap, security, pass-through)."""
+        from rtfd.broker import client_config
 
-        return {
-            "bootstrap.servers": self.bootstrap_servers,
-            **self.settings.client,
-            "logger": KAFKA_LOG,
-        }
+        return client_config(self.settings, self.bootstrap_servers)

@@ -53,6 +53,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     status = broker.status()
     state = "running" if status.running else "not running"
     print(f"backend  {status.backend}\naddress  {status.bootstrap_servers}\nstate    {state}")
+    if status.detail:
+        print(f"detail   {status.detail}")
     if status.running:
         print(f"\n{'topic':<20} {'partitions':>10} {'messages':>12}")
         for t in status.topics:

@@ -1,4 +1,9 @@
-"""Embedded Apache Kafka: a single KRaft node (broker + controller) run as a supervised JVM.
+"""Embedded Apache Kafka: KRaft nodes run as supervised JVMs from the cached jars.
+
+:class:`KafkaNode` is one JVM — its ``server.properties``, its storage formatted once, its launch
+under :mod:`rtfd.procguard` (or detached) and its stop. :class:`EmbeddedKafka` is the ``kafka``
+backend: a single combined node (broker + controller). :mod:`rtfd.broker.cluster` runs several
+nodes from the same class for a replicated cluster on one machine.
 
 * Jars come from Maven Central once and are cached (:mod:`rtfd.broker.jars`).
 * Storage is formatted once under ``<data>/broker/kraft`` and kept across restarts.
@@ -20,7 +25,8 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtfd.broker.base import Broker
@@ -34,6 +40,280 @@ from rtfd.sysinfo import java_executable, java_version, pid_alive, port_in_use
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listener of a node: its name in Kafka's config, its security protocol, its port."""
+
+    name: str
+    protocol: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What one Kafka JVM is: its id and roles, its listeners (all on 127.0.0.1), the controller
+    quorum, and where its config, storage and logs go.
+
+    ``client`` names the listener advertised to clients, ``inter_broker`` the one brokers
+    replicate over; ``replication`` is the replication factor of Kafka's internal topics (the
+    cluster's size, at most 3). ``extra`` overrides any generated property.
+    """
+
+    node_id: int
+    roles: str
+    listeners: tuple[Listener, ...]
+    quorum_voters: str
+    directory: Path
+    log_file: Path
+    out_file: Path
+    client: str = "PLAINTEXT"
+    inter_broker: str = "PLAINTEXT"
+    replication: int = 1
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def storage(self) -> Path:
+        return self.directory / "kraft"
+
+    @property
+    def config_file(self) -> Path:
+        return self.directory / "server.properties"
+
+    def listener(self, name: str) -> Listener:
+        return next(item for item in self.listeners if item.name == name)
+
+
+class KafkaNode:
+    """One Kafka JVM from the cached jars: config, storage format, launch, stop.
+
+    Attached (the default), the JVM runs under :mod:`rtfd.procguard` and dies with this process
+    even on ``kill -9``; ``detach`` starts it in its own session instead. ``proc`` is the guard
+    (attached) or the JVM (detached); :meth:`jvm_pid` is the JVM either way.
+    """
+
+    def __init__(self, settings: Settings, spec: NodeSpec) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.detached = False
+
+    def properties(self) -> dict[str, str]:
+        """The node's ``server.properties``."""
+        spec = self.spec
+        rf = str(spec.replication)
+        min_isr = str(min(2, spec.replication))
+        listeners = [
+            item
+            for item in spec.listeners
+            if item.name != "CONTROLLER" or "controller" in spec.roles
+        ]
+        props = {
+            "process.roles": spec.roles,
+            "node.id": str(spec.node_id),
+            "controller.quorum.voters": spec.quorum_voters,
+            "listeners": ",".join(f"{item.name}://{item.address}" for item in listeners),
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": ",".join(
+                f"{item.name}:{item.protocol}" for item in spec.listeners
+            ),
+            "log.dirs": str(spec.storage),
+            "num.partitions": "1",
+            "default.replication.factor": rf,
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": "5",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "transaction.state.log.num.partitions": "5",
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": "0",
+            "log.retention.ms": str(int(self.settings.topic_retention_hours * 3_600_000)),
+            "message.max.bytes": str(2 * 1024 * 1024),
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+        }
+        if "broker" in spec.roles:
+            props["advertised.listeners"] = f"{spec.client}://{spec.listener(spec.client).address}"
+            props["inter.broker.listener.name"] = spec.inter_broker
+            if spec.client != spec.inter_broker:
+                props["advertised.listeners"] += (
+                    f",{spec.inter_broker}://{spec.listener(spec.inter_broker).address}"
+                )
+        props.update(spec.extra)
+        return props
+
+    def write_config(self) -> Path:
+        """Write ``server.properties`` and the log4j2 file (secrets masked in the log)."""
+        spec = self.spec
+        spec.directory.mkdir(parents=True, exist_ok=True)
+        text = "".join(f"{k}={properties_value(v)}\n" for k, v in self.properties().items())
+        spec.config_file.write_text(text, encoding="utf-8")
+        pattern = properties_value(log4j2_pattern("[%d] %p %c{1}: "))
+        (spec.directory / "log4j2.properties").write_text(
+            _LOG4J2.format(log=spec.log_file, pattern=pattern), encoding="utf-8"
+        )
+        return spec.config_file
+
+    def java_cmd(self, jars: Path, main: str, *args: str, heap_mb: int = 256) -> list[str]:
+        java = java_executable()
+        assert java is not None
+        return [
+            java,
+            f"-Xms{heap_mb}m",
+            f"-Xmx{heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.spec.directory / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={self.spec.log_file.parent}",
+            "-cp",
+            f"{jars}/*",
+            main,
+            *args,
+        ]
+
+    def format_storage(self, jars: Path, cluster_id: str, *, extra: Sequence[str] = ()) -> bool:
+        """Format the storage once (False when it already is). ``extra`` adds arguments to
+        kafka-storage's ``format`` (``--add-scram`` ...); they go on its command line only."""
+        if (self.spec.storage / "meta.properties").exists():
+            return False
+        log.info("formatting KRaft storage in %s", self.spec.storage)
+        cmd = self.java_cmd(
+            jars,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.spec.config_file),
+            *extra,
+        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise BrokerError(
+                f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}".strip()
+            )
+        return True
+
+    def launch(self, jars: Path, *, detach: bool = False, heap_mb: int | None = None) -> int:
+        """Start the JVM; returns the pid to record (the guard's when attached)."""
+        s = self.settings
+        heap = s.broker_heap_mb if heap_mb is None else heap_mb
+        cmd = self.java_cmd(jars, "kafka.Kafka", str(self.spec.config_file), heap_mb=heap)
+        out_path = self.spec.out_file
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if detach:
+            with open(out_path, "ab") as out:
+                self.proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+                )
+        else:
+            guard = [sys.executable, "-m", "rtfd.procguard", "--log", str(out_path), "--", *cmd]
+            self.proc = subprocess.Popen(
+                guard,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.detached = detach
+        return self.proc.pid
+
+    @property
+    def running(self) -> bool:
+        """True while the process this object launched (guard or JVM) has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def jvm_pid(self) -> int | None:
+        """The JVM's pid (the guard's only child when attached), None when not running (or
+        while the guard is still starting it)."""
+        if not self.running:
+            return None
+        assert self.proc is not None
+        if self.detached:
+            return self.proc.pid
+        children = _children(self.proc.pid)
+        return children[0] if children else None
+
+    def stop(self, pid: int | None = None) -> None:
+        """Stop the node (graceful SIGTERM, SIGKILL after :data:`STOP_TIMEOUT_S`); ``pid`` is a
+        recorded one when this object did not launch it."""
+        proc = self.proc
+        pid = proc.pid if proc is not None else pid
+        if pid is None:
+            return
+        if proc is not None and proc.stdin is not None:
+            proc.stdin.close()  # tells the guard to stop the JVM
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while pid_alive(pid) and time.monotonic() < deadline:
+            if proc is not None:
+                try:
+                    proc.wait(0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+            else:
+                time.sleep(0.2)
+        if pid_alive(pid):
+            log.warning("Kafka node %s did not stop in %.0f s: killing it", pid, STOP_TIMEOUT_S)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if proc is not None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.proc = None
+
+    def log_tail(self, lines: int = 3) -> str:
+        return _tail(self.spec.log_file, lines)
+
+
+def check_java() -> None:
+    """Raise DependencyMissing unless Java 17+ is there (Kafka 4 needs it)."""
+    java = java_version()
+    if java is None:
+        raise DependencyMissing(
+            "Java is not installed: the embedded Kafka needs Java 17+ "
+            "(apt-get install openjdk-17-jre-headless), or use Docker/an external cluster"
+        )
+    if java < 17:
+        raise DependencyMissing(f"Java {java} is too old for Kafka 4: install Java 17+")
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id that does not start with "-" (kafka-storage would read it as an
+    option; Kafka's own Uuid.randomUuid skips those too)."""
+    cid = "-"
+    while cid.startswith("-"):
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+    return cid
+
+
+def stored_cluster_id(directory: Path) -> str:
+    """The cluster id kept in ``directory/cluster.id``, drawn and written the first time."""
+    path = directory / "cluster.id"
+    if path.exists():
+        cid = path.read_text(encoding="ascii").strip()
+        if cid and not cid.startswith("-"):
+            return cid
+    cid = new_cluster_id()
+    path.write_text(cid + "\n", encoding="ascii")
+    return cid
 
 
 @dataclass(frozen=True)
@@ -57,14 +337,29 @@ class PidRecord:
 
 
 class EmbeddedKafka(Broker):
-    """Apache Kafka in KRaft mode on 127.0.0.1, managed by rtfd."""
+    """Apache Kafka in KRaft mode on 127.0.0.1, managed by rtfd: one combined node."""
 
     name = "kafka"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._proc: subprocess.Popen[bytes] | None = None
         self.started_here = False
+        self.node = KafkaNode(settings, self.node_spec())
+
+    def node_spec(self) -> NodeSpec:
+        s = self.settings
+        return NodeSpec(
+            node_id=1,
+            roles="broker,controller",
+            listeners=(
+                Listener("PLAINTEXT", "PLAINTEXT", s.broker_port),
+                Listener("CONTROLLER", "PLAINTEXT", s.broker_controller_port),
+            ),
+            quorum_voters=f"1@127.0.0.1:{s.broker_controller_port}",
+            directory=self._dir,
+            log_file=self.log_file,
+            out_file=s.log_root / "kafka.out",
+        )
 
     # -- paths ----------------------------------------------------------------------------------
     @property
@@ -74,10 +369,6 @@ class EmbeddedKafka(Broker):
     @property
     def _dir(self) -> Path:
         return self.settings.broker_dir
-
-    @property
-    def _log_dirs(self) -> Path:
-        return self._dir / "kraft"
 
     @property
     def pid_file(self) -> Path:
@@ -108,21 +399,19 @@ class EmbeddedKafka(Broker):
             self.pid_file.unlink(missing_ok=True)
             self._check_prerequisites()
             jars = ensure_kafka_jars(s)
-            props = self._write_config()
-            self._format_storage(jars, props)
-            self._launch(jars, props, detach=detach)
-            assert self._proc is not None
-            self._wait_ready(self._proc.pid)
+            self._write_config()
+            self.node.format_storage(jars, self._cluster_id())
+            pid = self.node.launch(jars, detach=detach)
+            self.started_here = True
+            record = PidRecord(pid, s.broker_port, detach, os.getpid())
+            tmp = self.pid_file.with_suffix(".tmp")
+            tmp.write_text(record.to_json(), encoding="utf-8")
+            os.replace(tmp, self.pid_file)
+            log.info("embedded Kafka starting (pid %s, %s)", pid, self.bootstrap_servers)
+            self._wait_ready(pid)
 
     def _check_prerequisites(self) -> None:
-        java = java_version()
-        if java is None:
-            raise DependencyMissing(
-                "Java is not installed: the embedded Kafka needs Java 17+ "
-                "(apt-get install openjdk-17-jre-headless), or use Docker/an external cluster"
-            )
-        if java < 17:
-            raise DependencyMissing(f"Java {java} is too old for Kafka 4: install Java 17+")
+        check_java()
         for port, what in (
             (self.settings.broker_port, "broker_port"),
             (self.settings.broker_controller_port, "broker_controller_port"),
@@ -135,114 +424,10 @@ class EmbeddedKafka(Broker):
                 )
 
     def _write_config(self) -> Path:
-        s = self.settings
-        retention_ms = int(s.topic_retention_hours * 3600 * 1000)
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{s.broker_controller_port}",
-            "listeners": (
-                f"PLAINTEXT://127.0.0.1:{s.broker_port},CONTROLLER://127.0.0.1:{s.broker_controller_port}"
-            ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.broker_port}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(self._log_dirs),
-            "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
-            "offsets.topic.num.partitions": "5",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "transaction.state.log.num.partitions": "5",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "group.initial.rebalance.delay.ms": "0",
-            "log.retention.ms": str(retention_ms),
-            "message.max.bytes": str(2 * 1024 * 1024),
-            "num.network.threads": "2",
-            "num.io.threads": "4",
-        }
-        path = self._dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()), encoding="utf-8")
-        log4j = self._dir / "log4j2.properties"
-        pattern = properties_value(log4j2_pattern("[%d] %p %c{1}: "))
-        log4j.write_text(_LOG4J2.format(log=self.log_file, pattern=pattern), encoding="utf-8")
-        return path
+        return self.node.write_config()
 
     def _cluster_id(self) -> str:
-        path = self._dir / "cluster.id"
-        if path.exists():
-            cid = path.read_text(encoding="ascii").strip()
-            if cid and not cid.startswith("-"):
-                return cid
-        # An id that starts with "-" reads as an option to kafka-storage (Kafka's own
-        # Uuid.randomUuid skips those too): draw again.
-        cid = "-"
-        while cid.startswith("-"):
-            cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
-        path.write_text(cid + "\n", encoding="ascii")
-        return cid
-
-    def _java_cmd(self, jars: Path, main: str, *args: str, heap_mb: int = 256) -> list[str]:
-        java = java_executable()
-        assert java is not None
-        return [
-            java,
-            f"-Xms{heap_mb}m",
-            f"-Xmx{heap_mb}m",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self._dir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={self.settings.log_root}",
-            "-cp",
-            f"{jars}/*",
-            main,
-            *args,
-        ]
-
-    def _format_storage(self, jars: Path, props: Path) -> None:
-        if (self._log_dirs / "meta.properties").exists():
-            return
-        log.info("formatting KRaft storage in %s", self._log_dirs)
-        cmd = self._java_cmd(
-            jars, "kafka.tools.StorageTool", "format", "-t", self._cluster_id(), "-c", str(props)
-        )
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
-        if proc.returncode != 0:
-            raise BrokerError(
-                f"formatting Kafka storage failed: {proc.stdout}{proc.stderr}".strip()
-            )
-
-    def _launch(self, jars: Path, props: Path, *, detach: bool) -> None:
-        s = self.settings
-        cmd = self._java_cmd(jars, "kafka.Kafka", str(props), heap_mb=s.broker_heap_mb)
-        s.log_root.mkdir(parents=True, exist_ok=True)
-        out_path = s.log_root / "kafka.out"
-        if detach:
-            with open(out_path, "ab") as out:
-                self._proc = subprocess.Popen(
-                    cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-                )
-        else:
-            guard = [sys.executable, "-m", "rtfd.procguard", "--log", str(out_path), "--", *cmd]
-            self._proc = subprocess.Popen(
-                guard,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.started_here = True
-        record = PidRecord(self._proc.pid, s.broker_port, detach, os.getpid())
-        tmp = self.pid_file.with_suffix(".tmp")
-        tmp.write_text(record.to_json(), encoding="utf-8")
-        os.replace(tmp, self.pid_file)
-        log.info("embedded Kafka starting (pid %s, %s)", self._proc.pid, self.bootstrap_servers)
+        return stored_cluster_id(self._dir)
 
     def _wait_ready(self, pid: int) -> None:
         deadline = time.monotonic() + self.settings.broker_start_timeout_s
@@ -271,43 +456,24 @@ class EmbeddedKafka(Broker):
     def stop(self) -> None:
         """Stop the broker recorded in the pid file (graceful SIGTERM, SIGKILL after 30 s)."""
         record = PidRecord.read(self.pid_file)
-        pid = self._proc.pid if self._proc is not None else (record.pid if record else None)
-        if pid is None:
+        if self.node.proc is None and record is None:
             return
-        if self._proc is not None and self._proc.stdin is not None:
-            self._proc.stdin.close()  # tells the guard to stop the JVM
-        if pid_alive(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while pid_alive(pid) and time.monotonic() < deadline:
-            if self._proc is not None:
-                try:
-                    self._proc.wait(0.2)
-                except subprocess.TimeoutExpired:
-                    pass
-            else:
-                time.sleep(0.2)
-        if pid_alive(pid):
-            log.warning("the embedded Kafka did not stop in %.0f s: killing it", STOP_TIMEOUT_S)
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        if self._proc is not None:
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-            self._proc = None
+        self.node.stop(record.pid if record else None)
         self.pid_file.unlink(missing_ok=True)
         log.info("embedded Kafka stopped")
 
     def pid(self) -> int | None:
         record = PidRecord.read(self.pid_file)
         return record.pid if record and pid_alive(record.pid) else None
+
+
+def _children(pid: int) -> list[int]:
+    """Child pids of ``pid`` (from /proc; empty when it has none or is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="ascii")
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
 
 
 def _tail(path: Path, lines: int = 3) -> str:

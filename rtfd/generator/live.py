@@ -511,32 +511,16 @@ class LiveGenerator:
 
     # -- the sending thread ----------------------------------------------------------------
     def _check_topics(self) -> None:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-
         from rtfd.broker import bootstrap_servers, client_config
-        from rtfd.errors import BrokerError, BrokerUnavailable
+        from rtfd.broker.admin import check_topics
 
-        where = bootstrap_servers(self.settings)
-        config: dict[str, Any] = {
-            **client_config(self.settings),
-            "log_level": 3,
-            "logger": logging.getLogger("rtfd.kafka.admin"),
-        }
-        admin = AdminClient(config)
-        try:
-            md = admin.list_topics(timeout=self.CHECK_TIMEOUT_S)
-        except KafkaException as e:
-            raise BrokerUnavailable(
-                f"no broker answers at {where}; start it with `rtfd broker up`"
-            ) from e
-        wanted = [t for t in (self.topic, self.labels_topic) if t]
-        missing = [t for t in wanted if t not in md.topics or md.topics[t].error is not None]
-        if missing:
-            raise BrokerError(
-                f"topic {', '.join(missing)} does not exist at {where}; "
-                "`rtfd broker up` creates the rtfd topics"
-            )
+        check_topics(
+            client_config(self.settings),
+            [t for t in (self.topic, self.labels_topic) if t],
+            self.CHECK_TIMEOUT_S,
+            unavailable=f"no broker answers at {bootstrap_servers(self.settings)}; "
+            "start it with `rtfd broker up`",
+        )
 
     def _make_producer(self) -> ProducerLike:
         config = producer_config(self.settings, on_delivery=self._on_delivery)

@@ -279,7 +279,10 @@ class StreamRunner:
         ensure_stream_topics(self.settings, self.topics)
 
     def _kafka_options(self, topic: str, *, max_offsets: int | None) -> dict[str, str]:
+        """Options of Spark's Kafka source: the Java client's properties (security derived from
+        the broker_* settings, then [client], then [client_java]) as ``kafka.<key>``."""
         from rtfd.broker import bootstrap_servers
+        from rtfd.broker.security import java_client_properties
 
         opts = {
             "kafka.bootstrap.servers": bootstrap_servers(self.settings),
@@ -291,7 +294,7 @@ class StreamRunner:
         }
         if max_offsets is not None:
             opts["maxOffsetsPerTrigger"] = str(max_offsets)
-        for k, v in self.settings.client.items():
+        for k, v in java_client_properties(self.settings).items():
             opts[f"kafka.{k}"] = v
         return opts
 

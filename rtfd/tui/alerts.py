@@ -6,7 +6,10 @@ a fresh group, so partitions are ``assign()``-ed directly, starting a few messag
 (a short backfill gives a restarted console context) and nothing is ever committed.
 
 librdkafka's own log lines go to the ``logging`` module (never to the terminal under the TUI), and
-broker errors reach the UI through ``on_state``.
+broker errors reach the UI through ``on_state``. A cluster that refuses rtfd's credentials (or its
+TLS handshake) is one line naming the brokers and saying "authentication failed", kept until the
+feed reads again (the connection errors of each retry do not replace it), and :attr:`failure`
+holds it as a :class:`~rtfd.broker.admin.BrokerAuthFailed`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import threading
 from typing import Any
 
+from rtfd.errors import RtfdError
 from rtfd.schemas import Topics
 from rtfd.tui.backends import AlertsCallback, StateCallback
 from rtfd.tui.format import parse_alert
@@ -54,6 +58,8 @@ class AlertFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ok: bool | None = None
+        #: The authentication or TLS failure the feed is stuck on, None while it reads.
+        self.failure: RtfdError | None = None
         self._ends: dict[int, int] = {}  # end offset per partition when assigned
         self.received = 0
 
@@ -77,13 +83,25 @@ class AlertFeed:
 
     # -- internals -----------------------------------------------------------------------------
     def _state(self, ok: bool, detail: str) -> None:
+        if ok:
+            self.failure = None
         if ok != self._ok:
             self._ok = ok
             self._on_state(ok, detail)
 
     def _on_error(self, err: Any) -> None:
+        from rtfd.broker.admin import refusal
+
         log.warning("alert consumer: %s", err)
-        self._state(False, str(err.str() if hasattr(err, "str") else err))
+        refused = refusal([err], self.config.get("bootstrap.servers"))
+        if refused is not None:
+            if self.failure is None:
+                self.failure = refused
+                self._ok = False
+                self._on_state(False, str(refused))
+            return
+        if self.failure is None:  # a refused login explains the connection errors after it
+            self._state(False, str(err.str() if hasattr(err, "str") else err))
 
     def _consumer(self) -> Any:
         from confluent_kafka import Consumer
@@ -109,6 +127,7 @@ class AlertFeed:
         try:
             meta = consumer.list_topics(self.topic, timeout=2.0)
         except KafkaException as e:
+            consumer.poll(0)  # serves error_cb: a refused login is the better explanation
             self._on_error(e.args[0] if e.args else e)
             return False
         topic = meta.topics.get(self.topic)

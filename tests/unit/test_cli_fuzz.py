@@ -306,9 +306,19 @@ def kind_of(flag: Flag) -> Kind:
     return KINDS[(flag.path, flag.dest)]
 
 
+# Settings that only mean something with broker_security (the cases run without it): any value
+# but "" is refused, naming the setting.
+NEEDS_SECURITY = {"broker_sasl_username", "broker_sasl_password", "broker_ssl_ca_file"}
+
+
 def settings_kind(name: str) -> Kind:
     hint = typing.get_type_hints(Settings)[name]
     meta = Settings.__dataclass_fields__[name].metadata
+    if name in NEEDS_SECURITY:
+        return Kind("needs_security")
+    if meta.get("auto_int"):
+        lo, hi = meta["auto_int"]
+        return Kind("auto_number", True, lo, hi)
     if hint in (int, float):
         return Kind("number", hint is int, meta.get("min"), meta.get("max"))
     if meta.get("choices"):
@@ -338,6 +348,10 @@ def judge(kind: Kind, value: str) -> bool:
     """Whether ``value`` (placeholders resolved) may be valid for ``kind``; False = strict."""
     if kind.name == "number":
         return valid_number(kind, value)
+    if kind.name == "auto_number":
+        return value.strip().lower() == "auto" or valid_number(kind, value)
+    if kind.name == "needs_security":
+        return value == ""
     if kind.name == "choice":
         return value in kind.choices
     if kind.name == "dir_setting":
@@ -506,8 +520,8 @@ def environment_cases() -> list[Case]:
     """Every setting through its RTFD_* variable, with the generic values."""
     cases = []
     for name in Settings.__dataclass_fields__:
-        if name in ("client", "spark_conf"):
-            continue  # tables: TOML only (client properties are passed through)
+        if name in ("client", "client_java", "spark_conf"):
+            continue  # tables (client properties are passed through)
         kind = settings_kind(name)
         var = f"RTFD_{name.upper()}"
         for value in ENV_GENERIC:

@@ -53,3 +53,28 @@ def test_auto_prefers_docker_then_java(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_backend(s)
     ext = load_settings({"broker_bootstrap_servers": "h:1"}, environ={})
     assert resolve_backend(ext) == "external"
+
+
+def test_single_node_topics_are_created_as_before_and_a_cluster_gets_replicas() -> None:
+    """One broker (the Redpanda container, the embedded Kafka): replication 1 and no
+    min.insync.replicas in the request, as before replication was configurable; three or more
+    brokers: 3 replicas, min.insync.replicas 2."""
+    from rtfd.broker.admin import _new_topic, topic_specs
+
+    def new_topic(name: str, **kwargs: object) -> dict[str, object]:
+        return {"name": name, **kwargs}
+
+    specs = topic_specs(load_settings({"broker_backend": "redpanda"}, environ={}))
+    single = [_new_topic(new_topic, s, brokers=1) for s in specs]
+    assert {t["replication_factor"] for t in single} == {1}
+    assert all("min.insync.replicas" not in t["config"] for t in single)  # type: ignore[operator]
+    assert single[0]["config"] == {"retention.ms": str(168 * 3_600_000)}
+    cluster = [_new_topic(new_topic, s, brokers=5) for s in specs]
+    assert {t["replication_factor"] for t in cluster} == {3}
+    assert {t["config"]["min.insync.replicas"] for t in cluster} == {"2"}  # type: ignore[index]
+
+
+def test_redpanda_clients_carry_no_security() -> None:
+    broker = make_broker(load_settings({"broker_backend": "redpanda"}, environ={}))
+    config = broker.client_config()
+    assert not any(k.startswith(("security.", "sasl.", "ssl.")) for k in config)
