@@ -75,6 +75,9 @@ class Report:
     summary: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # The 1-minute load average when each section ended: the bench's own processes count in it,
+    # so well above the cores it uses means something else was running (a noisy figure).
+    loads: dict[str, float] = field(default_factory=dict)
     # What a later step needs from an earlier section, by key (e.g. the limit's drain rate).
     shared: dict[str, Any] = field(default_factory=dict)
 
@@ -218,6 +221,9 @@ def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed
         f"- benchmark wall time: {elapsed_s / 60:.1f} min"
         + (" (`--quick`: development sizes, not figures to quote)" if quick else ""),
         "- time per section: " + ", ".join(f"{k} {v:.0f} s" for k, v in report.timings.items()),
+        "- 1-minute load average at the end of each section (the bench's own processes included;"
+        " above the cores means other work shared the machine): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in report.loads.items()),
         "",
     ]
     if report.summary:
@@ -244,6 +250,7 @@ def write_report(report: Report, machine: dict[str, Any], out_dir: Path, elapsed
         "quick": quick,
         "machine": machine,
         "seconds_per_section": {k: round(v, 1) for k, v in report.timings.items()},
+        "load_average_per_section": {k: round(v, 2) for k, v in report.loads.items()},
         "figures": {
             s: {
                 f.name: {
@@ -355,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.notes[name] = f"**failed**: {type(e).__name__}: {e}"
             took = time.perf_counter() - t0
             report.timings[name] = took
+            report.loads[name] = os.getloadavg()[0]
             print(
                 f"bench: {name} done in {took:.0f} s (budget {BUDGET_S.get(name, 0):.0f} s)",
                 flush=True,
