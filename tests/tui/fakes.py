@@ -79,6 +79,12 @@ class FakeSupervisor:
     stream: Any = None
     calls: list[str] = field(default_factory=list)
     stop_threads: list[str] = field(default_factory=list)
+    #: LABEL records "published" by publish_label, in order.
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    #: Set: publish_label raises BrokerUnavailable (a broker that went away).
+    labels_down: bool = False
+    #: Set: publish_label waits for it (a decision still in flight).
+    label_gate: threading.Event | None = None
 
     def __post_init__(self) -> None:
         self._statuses = {n: ComponentStatus(n, State.STOPPED) for n in COMPONENTS}
@@ -181,6 +187,16 @@ class FakeSupervisor:
             )
         finally:
             self._training.release()
+
+    def publish_label(self, record: Any) -> None:
+        from rtfd.schemas import LABEL
+
+        LABEL.validate(dict(record))  # what the real publisher checks before sending
+        if self.label_gate is not None:
+            self.label_gate.wait(10)
+        if self.labels_down:
+            raise BrokerUnavailable("no Kafka broker answers at 127.0.0.1:9092")
+        self.labels.append(dict(record))
 
     # -- test helpers -------------------------------------------------------------------------
     def progress(self, **overrides: Any) -> None:
