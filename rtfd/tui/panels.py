@@ -302,12 +302,17 @@ class QueryPanel(Horizontal):
 
 
 class ModelPanel(Vertical):
-    """The registry: every version with its metrics, the live one marked; rollback."""
+    """The registry: every version with its metrics, the live one marked; rollback.
+
+    Each version's metrics are on its own holdout; the "promoted" column and the detail line show
+    the same-holdout comparison that made it live (challenger AP vs champion AP), so a promoted
+    model with a lower own-holdout AP than its predecessor does not read as a mistake.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("b", "rollback", "Rollback model")]
 
     COLUMNS = ("", "version", "algo", "mode", "threshold", "ROC AUC", "avg prec", "precision",
-               "recall", "created")  # fmt: skip
+               "recall", "promoted: AP vs champion", "created")  # fmt: skip
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -379,7 +384,11 @@ class ModelPanel(Vertical):
         parts += [f"{k} [b]{_metric_text(v)}[/b]" for k, v in sorted(flat.items())]
         if row.note:
             parts.append(f"[red]{row.note}[/red]")
-        self.query_one("#model-detail", Static).update("  ·  ".join(parts))
+        text = Text.from_markup("  ·  ".join(parts))
+        if row.promotion:
+            # Its own metrics are on its own holdout; the promotion compared both models on one.
+            text.append("\n" + row.promotion, style="italic")
+        self.query_one("#model-detail", Static).update(text)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "rollback":
@@ -431,6 +440,7 @@ def _model_cells(row: ModelRow) -> list[Any]:
         fmt_metric(row.metric("average_precision", "avg_precision", "ap", "pr_auc")),
         fmt_metric(row.metric("precision")),
         fmt_metric(row.metric("recall")),
+        row.vs_champion,
         row.created,
     ]
 
