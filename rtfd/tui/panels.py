@@ -312,7 +312,7 @@ class ModelPanel(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("b", "rollback", "Rollback model")]
 
     COLUMNS = ("", "version", "algo", "mode", "threshold", "ROC AUC", "avg prec", "precision",
-               "recall", "promoted: AP vs champion", "created")  # fmt: skip
+               "recall", "AP vs champion", "created")  # fmt: skip
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

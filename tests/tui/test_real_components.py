@@ -180,7 +180,7 @@ async def test_the_models_tab_shows_the_comparison_that_decided_each_promotion(
         await wait_for(pilot, lambda: panel.catalog is not None, "the catalog")
         table = app.query_one("#versions", DataTable)
         columns = [str(c.label) for c in table.columns.values()]
-        cell = columns.index("promoted: AP vs champion")
+        cell = columns.index("AP vs champion")
         assert str(table.get_row_at(0)[cell]) == "0.812 vs 0.790"
         assert str(table.get_row_at(1)[cell]) == "forced"
         detail = str(app.query_one("#model-detail").render())
