@@ -199,7 +199,10 @@ def test_the_tui_runs_the_whole_appliance_and_quits_clean(tui: tuple[Screen, Pat
     screen.keys("2")
     screen.wait_for("the query panel", lambda t: "Saved queries" in t, 20)
     screen.keys("C-a", "C-k")  # the editor has the focus: empty its one line
-    screen.keys("-l", "SELECT transaction_id, source, label FROM labels WHERE source = 'analyst'")
+    time.sleep(0.5)
+    sql = "SELECT transaction_id, source, label FROM labels WHERE source = 'analyst'"
+    screen.keys("-l", sql)
+    screen.wait_for("the SQL in the editor", lambda t: "WHERE source = 'analyst'" in t, 20)
     deadline = time.monotonic() + 90
     while True:  # the stream writes the label to Parquet within a few seconds
         screen.keys("F5")
