@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "rtfd.stream.commands",
     "rtfd.ml.commands",
     "rtfd.query.commands",
+    "rtfd.triage.commands",
     "rtfd.doctor",
 )
 

@@ -98,12 +98,13 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 def encode_label(transaction_id: str, fraud_type: str | None, reported_at: str) -> bytes:
-    """A LABEL record for a fraudulent transaction."""
+    """A LABEL record for a fraudulent transaction: a chargeback."""
     return encode_record(
         {
             "transaction_id": transaction_id,
             "label": 1,
             "fraud_type": fraud_type,
             "reported_at": reported_at,
+            "source": "chargeback",
         }
     )

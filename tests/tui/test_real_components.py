@@ -142,3 +142,50 @@ def test_a_tampered_version_shows_a_note_instead_of_metrics(settings: Settings) 
     rows: dict[str, Any] = {r.version: r for r in load_model_catalog(settings).rows}
     assert rows["v0002"].note == "" and rows["v0002"].metric("auc_roc") == pytest.approx(0.91)
     assert "modified" in rows["v0001"].note and not rows["v0001"].metrics
+
+
+async def test_the_models_tab_shows_the_comparison_that_decided_each_promotion(
+    settings: Settings, supervisor: FakeSupervisor
+) -> None:
+    """v0002's AP on its own holdout (0.61) is below v0001's on its own (0.70), yet it went
+    live: on the same, newer holdout it beat v0001. The tab shows that comparison."""
+    from rtfd.ml.registry import Comparison, HoldoutScore, Registry
+
+    make_registry(settings, 1)
+    registry = Registry(settings.models_dir)
+    loaded = registry.load("v0001")
+    registry.save(
+        model=loaded.model,
+        preprocessor=loaded.preprocessor,
+        features=loaded.features,
+        threshold={"threshold": 0.5, "mode": "supervised", "algo": "logreg"},
+        metrics={"auc_roc": 0.85, "average_precision": 0.61},
+    )
+    newer = HoldoutScore("v0002", "challenger", "2025-06-10", "2025-06-14", 4_000, 40,
+                         0.8123, 0.7904, decided=True)  # fmt: skip
+    older = HoldoutScore("v0001", "champion", "2025-06-01", "2025-06-05", 3_000, 30,
+                         0.6012, 0.7010, decided=False)  # fmt: skip
+    comparison = Comparison("v0002", "v0001", (newer, older))
+    registry._set_current("v0002", comparison.describe(), comparison=comparison)
+
+    catalog = load_model_catalog(settings)
+    by_version = {r.version: r for r in catalog.rows}
+    assert by_version["v0002"].vs_champion == "0.812 vs 0.790"
+    assert by_version["v0001"].vs_champion == "forced"  # make_registry forces every promotion
+    app = RecordingApp(settings, supervisor, services=real_query_services())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.starting, "start-up")
+        await pilot.press("3")
+        panel = app.query_one(ModelPanel)
+        await wait_for(pilot, lambda: panel.catalog is not None, "the catalog")
+        table = app.query_one("#versions", DataTable)
+        columns = [str(c.label) for c in table.columns.values()]
+        cell = columns.index("AP vs champion")
+        assert str(table.get_row_at(0)[cell]) == "0.812 vs 0.790"
+        assert str(table.get_row_at(1)[cell]) == "forced"
+        detail = str(app.query_one("#model-detail").render())
+        assert "challenger vs champion v0001" in detail
+        assert "AP 0.8123 vs 0.7904 for v0001 on v0002's holdout (4,000 rows, newer: decides)" in (
+            " ".join(detail.split())
+        )
+        assert "0.6012 vs 0.7010" in detail

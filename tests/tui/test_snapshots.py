@@ -89,7 +89,9 @@ LIVE_EXPECTED = (
     "120 seen",
     "Alerts",
     "6 received",
-    "9 transactions in",
+    "state",
+    "open",
+    "amount 14.2x",  # the reasons, cut by the width at 120 columns (the case shows them all)
     "input rate",
     "latency p99",
     "alert rate",
