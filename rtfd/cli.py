@@ -37,7 +37,6 @@ COMMAND_MODULES = (
     "rtfd.stream.commands",
     "rtfd.ml.commands",
     "rtfd.query.commands",
-    "rtfd.triage.commands",
     "rtfd.doctor",
 )
 

@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 FieldType = Literal["string", "double", "long", "int", "timestamp", "boolean", "list<string>"]
 
 
-class LabelSource:
-    """Values of a LABEL record's ``source`` (absent means a chargeback: older producers)."""
-
-    CHARGEBACK = "chargeback"
-    ANALYST = "analyst"
-
-
 class Topics:
     """Names of the Kafka topics rtfd uses."""
 
@@ -269,24 +262,7 @@ LABEL = RecordSchema(
         Field("transaction_id", "string", max_length=MAX_ID_LENGTH),
         Field("label", "int", doc="1 = fraud.", choices=(0, 1)),
         Field("fraud_type", "string", required=False, max_length=64),
-        Field(
-            "reported_at",
-            "timestamp",
-            doc="When the chargeback was reported, or when the analyst decided.",
-        ),
-        Field(
-            "source",
-            "string",
-            required=False,
-            doc="Who says so: chargeback (the card network; also when absent) or analyst.",
-            choices=(LabelSource.CHARGEBACK, LabelSource.ANALYST),
-        ),
-        Field(
-            "retracted",
-            "boolean",
-            required=False,
-            doc="An analyst's undo: withdraws that analyst's earlier decision on the transaction.",
-        ),
+        Field("reported_at", "timestamp", doc="When the chargeback was reported."),
     ),
 )
 

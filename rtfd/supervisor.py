@@ -24,10 +24,7 @@ from rtfd.config import Settings
 from rtfd.errors import RtfdError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from rtfd.broker.base import Broker
-    from rtfd.triage.publish import LabelPublisher
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +125,6 @@ class Supervisor:
         self._watcher: threading.Thread | None = None
         self._restarts = {n: _Restarts() for n in COMPONENTS}
         self._training = threading.Lock()
-        self._labels: LabelPublisher | None = None
-        self._labels_lock = threading.Lock()
 
     # -- events ---------------------------------------------------------------------------------
     def subscribe(self, fn: Subscriber) -> None:
@@ -285,10 +280,6 @@ class Supervisor:
         if self.generator is not None:
             self._guarded("generator", lambda: self.generator.stop(timeout=3.0))
             self._set("generator", State.STOPPED)
-        with self._labels_lock:
-            if self._labels is not None:
-                self._guarded("broker", self._labels.close)
-                self._labels = None
         if self.stream is not None:
             left = max(1.0, deadline - time.monotonic() - 4.0)
             self._guarded("stream", lambda: self.stream.stop(timeout=left))
@@ -367,24 +358,6 @@ class Supervisor:
             raise
         finally:
             self._training.release()
-
-    def publish_label(self, record: Mapping[str, Any]) -> None:
-        """Publish an analyst's LABEL record to ``fraud_labels`` through this appliance's broker
-        and wait for its acknowledgement (blocking: the TUI calls it from a worker). Raises
-        :class:`~rtfd.errors.BrokerUnavailable` when the broker does not take it."""
-        from rtfd.triage.publish import LabelPublisher
-
-        with self._labels_lock:
-            if self._labels is None:
-                if self.broker is not None:
-                    config = self.broker.client_config()
-                else:
-                    from rtfd.broker import client_config
-
-                    config = client_config(self.settings)
-                self._labels = LabelPublisher(config)
-            publisher = self._labels
-        publisher.publish(record)
 
     # -- watchdog -------------------------------------------------------------------------------
     def _watch(self) -> None:

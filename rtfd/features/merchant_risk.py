@@ -277,7 +277,6 @@ def refresh_from_parquet(
     delay_ms = -(-round(delay_s * 1000) // period_ms) * period_ms
     hi_ms = as_of_ms - delay_ms
     lo_ms = hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS
-    from rtfd.labels import chargeback_filter, parquet_columns
     from rtfd.lake import dataset
 
     enriched = dataset(settings.enriched_dir)
@@ -285,18 +284,10 @@ def refresh_from_parquet(
         log.info("merchant risk: no enriched Parquet under %s yet", settings.enriched_dir)
         return MerchantRiskTable.empty(label_delay_s=delay_s, period_s=period_s, as_of=as_of)
     labels = dataset(settings.labels_dir)
-    con = duckdb.connect()
-    try:
-        # Chargebacks only (rtfd.labels): an analyst's decision must not move a merchant's risk.
-        chargebacks = chargeback_filter(parquet_columns(con, labels)) if labels else "true"
-    except BaseException:
-        con.close()
-        raise
     label_cte = (
         "SELECT transaction_id, max(label) AS label FROM read_parquet($labels, "
         "hive_partitioning = true, union_by_name = true) "
-        "WHERE CAST(reported_at AS TIMESTAMPTZ) <= make_timestamptz($as_of * 1000) "
-        f"AND {chargebacks} GROUP BY 1"
+        "WHERE CAST(reported_at AS TIMESTAMPTZ) <= make_timestamptz($as_of * 1000) GROUP BY 1"
         if labels
         else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
     )
@@ -325,6 +316,7 @@ def refresh_from_parquet(
     if labels:  # DuckDB refuses parameters the SQL does not use: only with the labels' CTE
         params["labels"] = labels
         params["as_of"] = as_of_ms
+    con = duckdb.connect()
     try:
         agg = con.execute(sql, params).df()
     finally:

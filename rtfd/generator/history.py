@@ -18,7 +18,7 @@ from rtfd.generator.behaviour import DAY_S, Batch
 from rtfd.generator.fraud import FRAUD_TYPES
 from rtfd.generator.population import CAT_CHANNEL, CHANNELS, Population
 from rtfd.generator.simulator import Simulator
-from rtfd.schemas import LABEL, TRANSACTION, LabelSource
+from rtfd.schemas import LABEL, TRANSACTION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -167,8 +167,6 @@ def label_records(
             "label": np.ones(len(fraud), dtype=np.int32),
             "fraud_type": fraud["fraud_type"].to_numpy(),
             "reported_at": reported.to_numpy(),
-            "source": np.full(len(fraud), LabelSource.CHARGEBACK, dtype=object),
-            "retracted": np.zeros(len(fraud), dtype=bool),
         },
         columns=LABEL.names,
     )

@@ -98,13 +98,12 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 def encode_label(transaction_id: str, fraud_type: str | None, reported_at: str) -> bytes:
-    """A LABEL record for a fraudulent transaction: a chargeback."""
+    """A LABEL record for a fraudulent transaction."""
     return encode_record(
         {
             "transaction_id": transaction_id,
             "label": 1,
             "fraud_type": fraud_type,
             "reported_at": reported_at,
-            "source": "chargeback",
         }
     )

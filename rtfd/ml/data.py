@@ -1,8 +1,7 @@
 """Where training and backtest data come from.
 
 * :func:`read_training_table` — the default: the enriched Parquet the stream wrote (the features
-  that were actually served) joined with the labels Parquet (the rule of :mod:`rtfd.labels`),
-  matured transactions and those an analyst labelled;
+  that were actually served) joined with the labels Parquet, matured transactions only;
 * :func:`read_transactions` — any transactions file (CSV or Parquet) with a label column;
 * :func:`simulated_history` — the simulator's offline history, for bootstrapping;
 * :func:`labelled_features` — kernel features plus point-in-time merchant risk for a labelled
@@ -30,19 +29,15 @@ BACKTEST_COLUMNS = ("transaction_id", "timestamp", "user_id", "merchant_id", "am
 
 
 def read_training_table(settings: Settings, *, now: datetime | None = None) -> pd.DataFrame:
-    """Served features joined with their labels, sorted by event time.
+    """Served features joined with matured labels, sorted by event time.
 
-    Labels follow :mod:`rtfd.labels`: a chargeback wins, else an analyst's standing decision. A
-    transaction counts once its label could no longer change — older than
-    ``label_maturity_days`` at ``now``, and a matured transaction without a label is legitimate —
-    or at once when an analyst decided it (the analyst is the fast label; a later chargeback
-    still overrides it at the next training). Copies of a transaction left by a replayed
-    micro-batch are counted once. Raises :class:`DataError` with what to do when there is
-    nothing to train on.
+    A transaction counts once its label could no longer change: older than
+    ``label_maturity_days`` at ``now``; a matured transaction without a fraud report is
+    legitimate. Copies of a transaction left by a replayed micro-batch are counted once.
+    Raises :class:`DataError` with what to do when there is nothing to train on.
     """
     import duckdb
 
-    from rtfd.labels import effective_labels_sql, parquet_columns
     from rtfd.lake import dataset
 
     enriched = dataset(settings.enriched_dir)
@@ -55,7 +50,14 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
     cutoff = (now or datetime.now(UTC)) - timedelta(days=settings.label_maturity_days)
     con = duckdb.connect()
     try:
-        columns = parquet_columns(con, enriched)
+        columns = {
+            row[0]
+            for row in con.execute(
+                "DESCRIBE SELECT * FROM read_parquet($p, hive_partitioning = true, "
+                "union_by_name = true)",
+                {"p": enriched},
+            ).fetchall()
+        }
         needed = ("transaction_id", "user_id", "timestamp", *FEATURE_NAMES)
         missing = [c for c in needed if c not in columns]
         if missing:
@@ -63,14 +65,12 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
                 f"the enriched Parquet lacks column(s) {', '.join(missing[:5])}: it was written "
                 "by another feature version; train on a file with --data instead"
             )
-        if labels:
-            label_source = "read_parquet($l, hive_partitioning = true, union_by_name = true)"
-            label_sql = effective_labels_sql(parquet_columns(con, labels), label_source)
-        else:
-            label_sql = (
-                "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label, "
-                "NULL::INTEGER AS chargeback, NULL::INTEGER AS analyst WHERE false"
-            )
+        label_sql = (
+            "SELECT transaction_id, max(label) AS label FROM read_parquet($l, "
+            "hive_partitioning = true, union_by_name = true) GROUP BY 1"
+            if labels
+            else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
+        )
         feats = ", ".join(f'any_value("{f}") AS "{f}"' for f in FEATURE_NAMES)
         sql = f"""
             WITH tx AS (
@@ -81,7 +81,7 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
             ), lb AS ({label_sql})
             SELECT tx.*, coalesce(lb.label, 0)::TINYINT AS label
             FROM tx LEFT JOIN lb USING (transaction_id)
-            WHERE tx.timestamp <= $cutoff OR lb.analyst IS NOT NULL
+            WHERE tx.timestamp <= $cutoff
             ORDER BY tx.timestamp, tx.transaction_id
         """
         params: dict[str, object] = {"p": enriched, "cutoff": cutoff}
@@ -95,8 +95,7 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
     if frame.empty:
         raise DataError(
             f"no matured transaction yet (older than label_maturity_days="
-            f"{settings.label_maturity_days:g}) and no analyst label: wait, label alerts in the "
-            "console (or with `rtfd label`), or lower RTFD_LABEL_MATURITY_DAYS"
+            f"{settings.label_maturity_days:g}): wait, or lower RTFD_LABEL_MATURITY_DAYS"
         )
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
     return frame

@@ -18,7 +18,6 @@ from rtfd.tui.format import ModelRow, number
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
-    from rtfd.ml.registry import Promotion
     from rtfd.supervisor import ComponentStatus, Event
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ class SupervisorLike(Protocol):
     def statuses(self) -> dict[str, ComponentStatus]: ...
     def model_summary(self, version: str | None = None) -> str: ...
     def generator_summary(self) -> str: ...
-    def publish_label(self, record: Mapping[str, Any]) -> None: ...
 
     @property
     def training(self) -> bool: ...
@@ -137,38 +135,6 @@ def _describe(registry: Any, version: str, models_dir: Path) -> dict[str, Any]:
     return info
 
 
-def promotion_cell(p: Promotion) -> str:
-    """'0.912 vs 0.874': the challenger's AP and the champion's on the holdout that decided
-    the promotion; the reason when no comparison was made (the first model, forced)."""
-    c = p.comparison
-    deciding = c.deciding if c is not None else None
-    if deciding is None or deciding.challenger_ap is None or deciding.champion_ap is None:
-        return "forced" if p.forced else (p.reason.split(";")[0][:16] or "-")
-    return f"{deciding.challenger_ap:.3f} vs {deciding.champion_ap:.3f}"
-
-
-def promotion_text(p: Promotion) -> str:
-    """The whole comparison behind a promotion: each holdout's two figures, the deciding one
-    marked, so a promoted model whose own-holdout AP is lower than its predecessor's reads
-    as what it is (two different holdouts), not as a mistake."""
-    when = (p.at or "?")[:19].replace("T", " ")
-    forced = "forced; " if p.forced else ""
-    c = p.comparison
-    if c is None or not c.holdouts:
-        return f"promoted {when}: {forced}{p.reason or 'no comparison recorded'}"
-    return f"promoted {when}: {forced}challenger vs champion {c.champion}: {c.describe()}"
-
-
-def _promotions(registry: Any) -> dict[str, Promotion]:
-    """Each version's latest promotion (history.json); none when the history is unreadable."""
-    try:
-        promotions = registry.promotions()
-    except Exception as e:  # a damaged history.json must not hide the versions
-        log.warning("model catalog: history.json unreadable: %s", e)
-        return {}
-    return {p.version: p for p in promotions}
-
-
 def load_model_catalog(settings: Settings) -> ModelCatalog:
     """Read every version's metadata from the registry (blocking: call from a worker)."""
     from rtfd.ml.registry import Registry
@@ -176,10 +142,8 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
     models_dir = settings.models_dir
     registry = Registry(models_dir)
     current = registry.current()
-    promotions = _promotions(registry)
     rows = []
     for version in reversed(registry.versions()):
-        promotion = promotions.get(version)
         info = _describe(registry, version, models_dir)
         metrics = info.get("metrics")
         created = info.get("created_at") or "-"
@@ -193,8 +157,6 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
                 metrics=metrics if isinstance(metrics, Mapping) else {},
                 created=str(created)[:19].replace("T", " "),
                 note=str(info.get("note", "")),
-                vs_champion=promotion_cell(promotion) if promotion else "-",
-                promotion=promotion_text(promotion) if promotion else "",
             )
         )
     return ModelCatalog(rows, current)

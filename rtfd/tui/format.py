@@ -228,11 +228,6 @@ class ModelRow:
     metrics: Mapping[str, Any] | None = None
     created: str = NA
     note: str = ""
-    #: Challenger AP vs champion AP on the holdout that decided its promotion ('-': never
-    #: promoted, or promoted before comparisons were recorded).
-    vs_champion: str = NA
-    #: The whole comparison behind its latest promotion, one line.
-    promotion: str = ""
 
     def metric(self, *names: str) -> Any:
         """The first of ``names`` present in the metrics (registries name them differently)."""

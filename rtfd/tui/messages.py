@@ -174,29 +174,6 @@ class CatalogLoaded(Message):
         self.catalog = catalog
 
 
-class CaseLoaded(Message):
-    """An alert's case, read from the lake (``rtfd.triage.case.Case``)."""
-
-    def __init__(self, case: Any) -> None:
-        super().__init__()
-        self.case = case
-
-
-class CaseFailed(Message):
-    def __init__(self, message: str) -> None:
-        super().__init__()
-        self.message = message
-
-
-class LabelSettled(Message):
-    """An analyst's LABEL record reached the topic (``error`` None) or did not."""
-
-    def __init__(self, transaction_id: str, error: str | None = None) -> None:
-        super().__init__()
-        self.transaction_id = transaction_id
-        self.error = error
-
-
 class LogLines(Message):
     """New complete lines of the log file and where the next read starts."""
 

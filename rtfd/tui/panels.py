@@ -17,7 +17,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, Log, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
-from rtfd.tui.case import CaseScreen, TriageDesk
 from rtfd.tui.format import (
     ModelRow,
     field,
@@ -39,11 +38,7 @@ ALERT_IDS_REMEMBERED = 5000
 
 
 class LivePanel(Vertical):
-    """Scored transactions, the alerts feed and the throughput/latency/alert-rate charts.
-
-    Enter on an alert opens its case (:class:`~rtfd.tui.case.CaseScreen`); the
-    :class:`~rtfd.tui.case.TriageDesk` holds the decisions the alerts list shows.
-    """
+    """Scored transactions, the alerts feed and the throughput/latency/alert-rate charts."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -59,7 +54,6 @@ class LivePanel(Vertical):
         self.alerts_title = Label("Alerts · fraud_alerts topic", id="alerts-title")
         self.scored_table = ScoredTable(id="scored")
         self.alerts_table = AlertsTable(id="alerts")
-        self.triage = TriageDesk(id="triage")
         self.charts = {
             "throughput": MetricChart("input rate", fmt_rate, id="chart-throughput"),
             "latency": MetricChart("latency p99", fmt_ms, id="chart-latency"),
@@ -76,18 +70,6 @@ class LivePanel(Vertical):
                 yield self.alerts_table
         with Horizontal(id="charts"):
             yield from self.charts.values()
-        yield self.triage
-
-    def on_mount(self) -> None:
-        self.triage.listen(lambda _tid: self._show_alerts())
-
-    def _show_alerts(self) -> None:
-        self.alerts_table.show_alerts(self.alerts, self.triage.cell)
-
-    @on(DataTable.RowSelected, "#alerts")
-    def _open_case(self, event: DataTable.RowSelected) -> None:
-        if 0 <= event.cursor_row < len(self.alerts):
-            self.app.push_screen(CaseScreen(self.alerts[event.cursor_row], self.triage))
 
     def add_scored(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Rows in any order; shown newest first (by timestamp when present)."""
@@ -118,7 +100,7 @@ class LivePanel(Vertical):
         if fresh:
             self.alerts_total += len(fresh)
             self.alerts.extendleft(fresh)
-            self._show_alerts()
+            self.alerts_table.show_alerts(self.alerts)
             self._alerts_heading()
         return live
 
@@ -302,17 +284,12 @@ class QueryPanel(Horizontal):
 
 
 class ModelPanel(Vertical):
-    """The registry: every version with its metrics, the live one marked; rollback.
-
-    Each version's metrics are on its own holdout; the "promoted" column and the detail line show
-    the same-holdout comparison that made it live (challenger AP vs champion AP), so a promoted
-    model with a lower own-holdout AP than its predecessor does not read as a mistake.
-    """
+    """The registry: every version with its metrics, the live one marked; rollback."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("b", "rollback", "Rollback model")]
 
     COLUMNS = ("", "version", "algo", "mode", "threshold", "ROC AUC", "avg prec", "precision",
-               "recall", "AP vs champion", "created")  # fmt: skip
+               "recall", "created")  # fmt: skip
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -384,11 +361,7 @@ class ModelPanel(Vertical):
         parts += [f"{k} [b]{_metric_text(v)}[/b]" for k, v in sorted(flat.items())]
         if row.note:
             parts.append(f"[red]{row.note}[/red]")
-        text = Text.from_markup("  ·  ".join(parts))
-        if row.promotion:
-            # Its own metrics are on its own holdout; the promotion compared both models on one.
-            text.append("\n" + row.promotion, style="italic")
-        self.query_one("#model-detail", Static).update(text)
+        self.query_one("#model-detail", Static).update("  ·  ".join(parts))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "rollback":
@@ -440,7 +413,6 @@ def _model_cells(row: ModelRow) -> list[Any]:
         fmt_metric(row.metric("average_precision", "avg_precision", "ap", "pr_auc")),
         fmt_metric(row.metric("precision")),
         fmt_metric(row.metric("recall")),
-        row.vs_champion,
         row.created,
     ]
 

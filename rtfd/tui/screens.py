@@ -23,11 +23,6 @@ HELP_ROWS: tuple[tuple[str, str, str], ...] = (
     ("esc", "query", "leave the editor (letter keys act as shortcuts again)"),
     ("enter", "query", "run the highlighted saved query"),
     ("b", "models", "roll back to the previous model version"),
-    ("enter", "live alerts", "open the highlighted alert's case (tab moves the focus there)"),
-    ("f", "case", "confirm fraud: an analyst label (1) to fraud_labels"),
-    ("c", "case", "clear as a false positive: an analyst label (0)"),
-    ("u", "case", "undo the decision (the alert is open again)"),
-    ("esc", "case", "back to the alerts"),
 )
 
 

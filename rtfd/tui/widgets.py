@@ -166,48 +166,26 @@ class ScoredTable(DataTable[Any]):
 
 
 class AlertsTable(DataTable[Any]):
-    """The alerts read from the fraud_alerts topic, newest first, with their triage state and
-    reasons. A row cursor picks the alert to open (enter); it stays on the same alert when new
-    ones arrive above it."""
+    """The alerts read from the fraud_alerts topic, newest first, with their reasons."""
 
-    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("state", 10),
-               ("reasons", 110))  # fmt: skip
+    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("reasons", 110))
 
     def on_mount(self) -> None:
-        self.cursor_type = "row"
+        self.cursor_type = "none"
         self.zebra_stripes = True
         _add_fixed_columns(self, self.COLUMNS)
 
-    def show_alerts(
-        self, alerts: Iterable[Mapping[str, Any]], state: Callable[[str], Text]
-    ) -> None:
-        """Redraw every row; ``state(transaction_id)`` gives each alert's state cell."""
-        selected = self.selected_key()
+    def show_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
         self.clear()
-        seen: set[str] = set()
-        for i, alert in enumerate(alerts):
-            key = str(field(alert, "alert_id") or field(alert, "transaction_id") or i)
-            if key in seen:
-                key = f"{key}#{i}"
-            seen.add(key)
+        for alert in alerts:
             threshold = number(field(alert, "threshold"))
             self.add_row(
                 fmt_time(field(alert, "timestamp")),
                 str(field(alert, "user_id", "-")),
                 Text(fmt_amount(field(alert, "amount")), justify="right"),
                 score_text(field(alert, "fraud_score"), threshold),
-                state(str(field(alert, "transaction_id", ""))),
                 reasons_text(field(alert, "reasons")),
-                key=key,
             )
-        if selected is not None and selected in self.rows:
-            self.move_cursor(row=self.get_row_index(selected), animate=False)
-
-    def selected_key(self) -> str | None:
-        """The key (alert id) of the row under the cursor, None on an empty table."""
-        if not self.row_count:
-            return None
-        return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
 
 
 def _add_fixed_columns(table: DataTable[Any], columns: Iterable[tuple[str, int]]) -> None:

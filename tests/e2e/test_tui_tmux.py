@@ -88,9 +88,8 @@ def tui(tmp_path: Path) -> Iterator[tuple[Screen, Path]]:
         "RTFD_SPARK_MASTER": "local[2]",
         "TERM": "xterm-256color",
     }
-    for var in ("RTFD_CACHE_DIR", "PYTHONPATH"):  # PYTHONPATH: a worktree's code, not the venv's
-        if os.environ.get(var):
-            env[var] = os.environ[var]
+    if os.environ.get("RTFD_CACHE_DIR"):
+        env["RTFD_CACHE_DIR"] = os.environ["RTFD_CACHE_DIR"]
     home.mkdir(parents=True)
     (home / "broker-port").write_text(env["RTFD_BROKER_PORT"])
     exports = " ".join(f"{k}={v}" for k, v in env.items())
@@ -180,37 +179,6 @@ def test_the_tui_runs_the_whole_appliance_and_quits_clean(tui: tuple[Screen, Pat
     # r retrains: a new version appears in the status bar.
     screen.keys("Escape")  # leave the SQL editor, so keys are commands again
     # A key right after ESC would be read as Alt+key: let the terminal's escape delay pass.
-    time.sleep(1.0)
-    screen.keys("1")
-    screen.wait_for("the live tab", lambda t: "Scored transactions" in t, 20)
-
-    # Triage: open an alert, confirm it; its analyst label reaches the Query tab's labels view.
-    screen.keys("Tab")  # from the scored table to the alerts list
-    time.sleep(0.5)
-    screen.keys("Enter")
-    text = screen.wait_for("the case", lambda t: "Why it was flagged" in t, 30)
-    found = re.search(r"Case (\S+) · card", text)
-    assert found, text
-    tid = found.group(1)
-    screen.keys("f")
-    screen.wait_for("the decision", lambda t: re.search(r"\bconfirmed\b", t) is not None, 30)
-    screen.keys("Escape")
-    time.sleep(1.0)
-    screen.keys("2")
-    screen.wait_for("the query panel", lambda t: "Saved queries" in t, 20)
-    screen.keys("C-a", "C-k")  # the editor has the focus: empty its one line
-    time.sleep(0.5)
-    sql = "SELECT transaction_id, source, label FROM labels WHERE source = 'analyst'"
-    screen.keys("-l", sql)
-    screen.wait_for("the SQL in the editor", lambda t: "WHERE source = 'analyst'" in t, 20)
-    deadline = time.monotonic() + 90
-    while True:  # the stream writes the label to Parquet within a few seconds
-        screen.keys("F5")
-        time.sleep(3)
-        if tid in screen.text() and re.search(r"analyst\s+1", screen.text()):
-            break
-        assert time.monotonic() < deadline, f"no analyst label for {tid}:\n{screen.text()}"
-    screen.keys("Escape")
     time.sleep(1.0)
     screen.keys("1")
     screen.wait_for("the live tab", lambda t: "Scored transactions" in t, 20)

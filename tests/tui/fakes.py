@@ -79,12 +79,6 @@ class FakeSupervisor:
     stream: Any = None
     calls: list[str] = field(default_factory=list)
     stop_threads: list[str] = field(default_factory=list)
-    #: LABEL records "published" by publish_label, in order.
-    labels: list[dict[str, Any]] = field(default_factory=list)
-    #: Set: publish_label raises BrokerUnavailable (a broker that went away).
-    labels_down: bool = False
-    #: Set: publish_label waits for it (a decision still in flight).
-    label_gate: threading.Event | None = None
 
     def __post_init__(self) -> None:
         self._statuses = {n: ComponentStatus(n, State.STOPPED) for n in COMPONENTS}
@@ -187,16 +181,6 @@ class FakeSupervisor:
             )
         finally:
             self._training.release()
-
-    def publish_label(self, record: Any) -> None:
-        from rtfd.schemas import LABEL
-
-        LABEL.validate(dict(record))  # what the real publisher checks before sending
-        if self.label_gate is not None:
-            self.label_gate.wait(10)
-        if self.labels_down:
-            raise BrokerUnavailable("no Kafka broker answers at 127.0.0.1:9092")
-        self.labels.append(dict(record))
 
     # -- test helpers -------------------------------------------------------------------------
     def progress(self, **overrides: Any) -> None:
@@ -364,12 +348,6 @@ def fake_catalog_rows() -> list[ModelRow]:
             0.42,
             {"auc_roc": 0.991, "average_precision": 0.874, "precision": 0.81, "recall": 0.77},
             "2025-06-14 18:02:11",
-            vs_champion="0.861 vs 0.842",
-            promotion=(
-                "promoted 2025-06-14 18:02:14: challenger vs champion v0001: AP 0.8610 vs 0.8420 "
-                "for v0001 on v0002's holdout (4,212 rows, newer: decides); AP 0.7930 vs 0.8010 "
-                "for v0001 on v0001's holdout (3,980 rows)"
-            ),
         ),
         ModelRow(
             "v0001",
@@ -379,8 +357,6 @@ def fake_catalog_rows() -> list[ModelRow]:
             0.38,
             {"auc_roc": 0.982, "average_precision": 0.801, "precision": 0.74, "recall": 0.72},
             "2025-06-14 17:41:53",
-            vs_champion="first model",
-            promotion="promoted 2025-06-14 17:41:55: first model",
         ),
     ]
 
@@ -398,7 +374,10 @@ class FakeRegistry:
         self.rollbacks += 1
         live = next(i for i, r in enumerate(self.rows) if r.live)
         target = min(live + 1, len(self.rows) - 1)
-        self.rows = [replace(r, live=i == target) for i, r in enumerate(self.rows)]
+        self.rows = [
+            ModelRow(r.version, i == target, r.algo, r.mode, r.threshold, r.metrics, r.created)
+            for i, r in enumerate(self.rows)
+        ]
         return self.rows[target].version
 
 
