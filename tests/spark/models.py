@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rtfd.config import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from rtfd.ml.registry import LoadedModel, Registry
 
 
 def publish_new_version(settings: Settings) -> str:
@@ -14,18 +21,23 @@ def publish_new_version(settings: Settings) -> str:
     from rtfd.ml.registry import Registry
 
     registry = Registry(settings.models_dir)
-    live = registry.load()
-    version = registry.save(
-        model=live.model,
-        preprocessor=live.preprocessor,
-        features=list(live.features),
-        threshold={
-            "threshold": live.threshold,
-            "mode": live.mode,
-            "algo": live.algo,
-            "calibration": live.calibration,
-        },
-        metrics=dict(live.metrics),
-    )
+    version = resave(registry, registry.load())
     registry.promote(version, force=True, reason="test: hot reload")
     return version
+
+
+def resave(registry: Registry, model: LoadedModel, holdout: pd.DataFrame | None = None) -> str:
+    """``model`` saved again as a new version (with ``holdout`` as its holdout, if given)."""
+    return registry.save(
+        model=model.model,
+        preprocessor=model.preprocessor,
+        features=list(model.features),
+        threshold={
+            "threshold": model.threshold,
+            "mode": model.mode,
+            "algo": model.algo,
+            "calibration": model.calibration,
+        },
+        metrics=dict(model.metrics),
+        holdout=holdout,
+    )

@@ -26,6 +26,7 @@ from rtfd.ml.data import labelled_features, simulated_history
 from rtfd.ml.iforest import IsolationTrees
 from rtfd.ml.registry import REQUIRED_FILES, LoadedModel, PromotionRefused, Registry, _canonical
 from rtfd.ml.train import fit_and_select, time_split, train_model
+from tests.spark.models import resave
 
 pytestmark = pytest.mark.unit
 
@@ -319,23 +320,6 @@ def test_the_trained_isolation_forest_scores_as_scikit_learn_did() -> None:
 
 
 # -- champion/challenger on both holdouts ------------------------------------------------------
-def _resave(registry: Registry, model: LoadedModel, holdout: pd.DataFrame) -> str:
-    """``model`` saved again as a new version whose holdout is ``holdout``."""
-    return registry.save(
-        model=model.model,
-        preprocessor=model.preprocessor,
-        features=list(model.features),
-        threshold={
-            "threshold": model.threshold,
-            "mode": model.mode,
-            "algo": model.algo,
-            "calibration": model.calibration,
-        },
-        metrics=dict(model.metrics),
-        holdout=holdout,
-    )
-
-
 def _holdout(rows: pd.DataFrame, *, flip: bool = False) -> pd.DataFrame:
     """Holdout rows as training saves them; ``flip`` inverts the labels, so that a model which
     ranks frauds well ranks them worst there (a window where the two models swap places)."""
@@ -372,9 +356,9 @@ def test_the_newer_holdout_decides_and_both_are_recorded(
     old, new = _holdout(frame.iloc[OLD], flip=True), _holdout(frame.iloc[NEW])
     challenger, champion = (bad, good) if bad_is_challenger else (good, bad)
     mine, theirs = (old, new) if older_is_challengers else (new, old)
-    champ = _resave(registry, champion, theirs)
+    champ = resave(registry, champion, theirs)
     registry.promote(champ, force=True)
-    chall = _resave(registry, challenger, mine)
+    chall = resave(registry, challenger, mine)
     if bad_is_challenger:
         with pytest.raises(PromotionRefused, match=r"worse than the live .* newer holdout"):
             registry.promote(chall)
@@ -469,13 +453,13 @@ def test_holdouts_without_the_features_are_left_out_and_none_left_is_refused(
     good, bad = good_and_bad
     frame = feature_frame()
     full, partial = _holdout(frame.iloc[NEW]), _holdout(frame.iloc[NEW]).drop(columns="count_1h")
-    champ = _resave(registry, good, partial)
+    champ = resave(registry, good, partial)
     registry.promote(champ, force=True)
     # Only the challenger's holdout has every feature: it alone is compared on, and it decides.
-    decision = registry.promote(_resave(registry, good, full))
+    decision = registry.promote(resave(registry, good, full))
     assert "newer: decides" in decision and "lacks features" in decision
     registry.promote(champ, force=True)
-    lacking = _resave(registry, bad, partial)
+    lacking = resave(registry, bad, partial)
     with pytest.raises(PromotionRefused, match=r"different features \(use --force"):
         registry.promote(lacking)
     assert registry.current() == champ
