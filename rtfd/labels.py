@@ -9,8 +9,9 @@ The labels Parquet holds every LABEL record that reached ``fraud_labels``: charg
 2. otherwise the analyst's latest record counts (by ``reported_at``; a withdrawal at the same
    millisecond as a decision wins), unless it is a withdrawal: then the transaction has no
    analyst label and waits for maturity like any other;
-3. a transaction with an analyst label counts for training at once; one without waits until it
-   matured (``label_maturity_days``), then no chargeback means legitimate.
+3. a transaction with a standing analyst verdict counts for training at once (with the
+   chargeback's label if one disagrees); one without waits until it matured
+   (``label_maturity_days``), then no chargeback means legitimate.
 
 Labels written before ``source`` and ``withdrawn`` existed lack the columns: the SQL stands in
 NULLs for them, so old lakes read as chargebacks only.
@@ -108,8 +109,9 @@ def chargeback_labels_sql(columns: set[str], *, param: str = "l", where: str = "
 
 
 def effective_labels_sql(columns: set[str], *, param: str = "l") -> str:
-    """``SELECT transaction_id, label, source``: the label that counts, one row per transaction
-    that has one, under the module's rule (``source`` says which kind won)."""
+    """``SELECT transaction_id, label, source, analyst_labelled``: the label that counts, one row
+    per transaction that has one, under the module's rule (``source`` says which kind won;
+    ``analyst_labelled`` that an analyst's verdict stands, so the transaction counts at once)."""
     return f"""
         WITH raw AS ({_raw_sql(columns, param)}),
         chargeback AS (
@@ -129,6 +131,7 @@ def effective_labels_sql(columns: set[str], *, param: str = "l") -> str:
         SELECT transaction_id,
                coalesce(chargeback.label, analyst.label) AS label,
                CASE WHEN chargeback.transaction_id IS NULL THEN 'analyst' ELSE 'chargeback' END
-                   AS source
+                   AS source,
+               analyst.transaction_id IS NOT NULL AS analyst_labelled
         FROM chargeback FULL OUTER JOIN analyst USING (transaction_id)
     """

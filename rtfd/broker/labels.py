@@ -54,11 +54,11 @@ class LabelPublisher:
         config: Mapping[str, Any],
         *,
         topic: str = Topics.LABELS,
-        timeout_s: float = PUBLISH_TIMEOUT_S,
+        timeout_s: float | None = None,
         producer_factory: ProducerFactory = _confluent_producer,
     ) -> None:
         self.topic = topic
-        self.timeout_s = timeout_s
+        self.timeout_s = PUBLISH_TIMEOUT_S if timeout_s is None else timeout_s
         self.servers = str(config.get("bootstrap.servers", "?"))
         self._lock = threading.Lock()
         self._producer = producer_factory(
@@ -67,7 +67,7 @@ class LabelPublisher:
                 "enable.idempotence": True,
                 "acks": "all",
                 # A decision not acknowledged by then fails instead of retrying for minutes.
-                "message.timeout.ms": int(timeout_s * 1000),
+                "message.timeout.ms": int(self.timeout_s * 1000),
                 "log_level": 3,
                 "logger": logging.getLogger("rtfd.kafka.labels"),
             }

@@ -72,7 +72,7 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
             effective_labels_sql(label_columns(con, labels))
             if labels
             else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label, "
-            "NULL::VARCHAR AS source WHERE false"
+            "NULL::BOOLEAN AS analyst_labelled WHERE false"
         )
         feats = ", ".join(f'any_value("{f}") AS "{f}"' for f in FEATURE_NAMES)
         sql = f"""
@@ -84,7 +84,7 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
             ), lb AS ({label_sql})
             SELECT tx.*, coalesce(lb.label, 0)::TINYINT AS label
             FROM tx LEFT JOIN lb USING (transaction_id)
-            WHERE tx.timestamp <= $cutoff OR lb.source = 'analyst'
+            WHERE tx.timestamp <= $cutoff OR lb.analyst_labelled
             ORDER BY tx.timestamp, tx.transaction_id
         """
         params: dict[str, object] = {"p": enriched, "cutoff": cutoff}
