@@ -171,7 +171,7 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
 
 def promotion_texts(promotion: Promotion | None) -> tuple[str, str]:
     """What the model panel shows of the promotion that made a version live: the deciding
-    holdout's "AP challenger vs champion" for the table, and the whole comparison (both
+    holdout's "challenger AP vs champion AP" for the table, and the whole comparison (both
     holdouts) with when and why, for the detail line; empty for a version never promoted."""
     if promotion is None:
         return "", ""
@@ -180,7 +180,7 @@ def promotion_texts(promotion: Promotion | None) -> tuple[str, str]:
     if promotion.forced:
         short = "forced"
     elif deciding is not None:
-        short = f"AP {number_text(deciding.challenger_ap)} vs {number_text(deciding.champion_ap)}"
+        short = f"{number_text(deciding.challenger_ap)} vs {number_text(deciding.champion_ap)}"
     else:
         short = "first" if comparison is None else "no holdout"
     when = (promotion.at or "")[:19].replace("T", " ")

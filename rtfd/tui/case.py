@@ -200,20 +200,20 @@ class CaseScreen(Screen[None]):
     def _summary(self) -> Text:
         a = self.alert
         lines = [
-            ("score", f"{fmt_score(field(a, 'fraud_score'))} "
-                      f"(threshold {fmt_score(field(a, 'threshold'))})"),
+            ("score", fmt_score(field(a, "fraud_score"))),
+            ("threshold", fmt_score(field(a, "threshold"))),
             ("amount", fmt_amount(field(a, "amount"))),
             ("merchant", str(field(a, "merchant_id", "-"))),
-            ("time", str(field(a, "timestamp", "-"))),
+            ("time", str(field(a, "timestamp", "-"))[:19].replace("T", " ")),
             ("model", str(field(a, "model_version", "-"))),
-        ]  # fmt: skip
+        ]
         return _lines("alert", lines)
 
     def _reasons(self) -> Text:
         reasons = field(self.alert, "reasons") or []
         if isinstance(reasons, str):
             reasons = [reasons]
-        text = Text("why · strongest feature contributions\n", style="bold")
+        text = Text("why · top feature contributions\n", style="bold")
         for reason in reasons:
             text.append(f"• {reason}\n")
         if not reasons:
@@ -237,7 +237,7 @@ class CaseScreen(Screen[None]):
 def _lines(title: str, rows: list[tuple[str, str]]) -> Text:
     text = Text(f"{title}\n", style="bold")
     for name, value in rows:
-        text.append(f"{name:<14}", style="dim")
+        text.append(f"{name:<15}", style="dim")
         text.append(f"{value}\n")
     return text
 

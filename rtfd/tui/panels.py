@@ -313,7 +313,7 @@ class ModelPanel(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("b", "rollback", "Rollback model")]
 
     COLUMNS = ("", "version", "algo", "mode", "threshold", "ROC AUC", "avg prec", "precision",
-               "recall", "promoted on (challenger vs champion)", "created")  # fmt: skip
+               "recall", "promoted: AP", "created")  # fmt: skip
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
