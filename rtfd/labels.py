@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from rtfd.errors import UsageError
 from rtfd.schemas import LABEL, format_timestamp
 
 if TYPE_CHECKING:
@@ -32,17 +31,6 @@ if TYPE_CHECKING:
 Verdict = Literal["fraud", "legit"]
 #: The label value of each verdict an analyst can give.
 VERDICTS: dict[str, int] = {"fraud": 1, "legit": 0}
-
-
-def parse_verdict(text: str) -> Verdict:
-    """``fraud`` or ``legit`` (any case, surrounding spaces ignored); a one-line error else."""
-    word = text.strip().lower()
-    if word == "fraud":
-        return "fraud"
-    if word == "legit":
-        return "legit"
-    shown = text if len(text) <= 40 else text[:40] + "…"
-    raise UsageError(f"the verdict must be fraud or legit, not {shown!r}")
 
 
 @dataclass(frozen=True)
