@@ -60,6 +60,11 @@ class CaseScreen(Screen[None]):
         Binding("l", "decide('legit')", "False positive"),
         Binding("u", "undo", "Undo"),
         Binding("escape", "close", "Back"),
+        # The tab keys leave the case for that tab (the tabs are behind this screen).
+        Binding("1", "leave('live')", show=False),
+        Binding("2", "leave('query')", show=False),
+        Binding("3", "leave('models')", show=False),
+        Binding("4", "leave('logs')", show=False),
     ]
 
     def __init__(
@@ -151,6 +156,11 @@ class CaseScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_leave(self, tab: str) -> None:
+        app = self.app
+        self.dismiss(None)
+        app.call_later(app.run_action, f"tab({tab!r})")
 
     def _send(self, decision: AnalystDecision | None) -> None:
         if decision is None or self.pending is not None:

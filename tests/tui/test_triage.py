@@ -9,12 +9,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Label, Static, TabbedContent
 
 from rtfd.config import Settings
 from rtfd.tui.backends import Services, real_query_service
 from rtfd.tui.case import CaseScreen
 from rtfd.tui.panels import LivePanel, ModelPanel
+from rtfd.tui.screens import HelpScreen
 from tests.tui.conftest import SIZE, RecordingApp, wait_for
 from tests.tui.fakes import (
     T0,
@@ -270,3 +271,33 @@ def test_promotion_texts_read_the_registry_records() -> None:
     assert promotion_texts(replace(promotion, forced=True))[0] == "forced"
     assert promotion_texts(replace(promotion, comparison=None))[0] == "first"
     assert promotion_texts(None) == ("", "")
+
+
+async def test_app_keys_on_the_case_screen_do_not_break_it(
+    settings: Settings, supervisor: FakeSupervisor
+) -> None:
+    app = triage_app(settings, supervisor)
+    async with app.run_test(size=SIZE) as pilot:
+        await alerts_shown(pilot, app)
+        await open_case(pilot, app)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "the help")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, CaseScreen), "back to the case")
+        await pilot.press("2")  # a tab key leaves the case for that tab
+        tabs = app.query_one(TabbedContent)
+        await wait_for(
+            pilot,
+            lambda: not isinstance(app.screen, CaseScreen) and tabs.active == "query",
+            "the query tab",
+        )
+        await open_case_from_live(pilot, app)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: not isinstance(app.screen, CaseScreen), "the live view")
+        assert tabs.active == "live" and app.is_running
+
+
+async def open_case_from_live(pilot: Any, app: RecordingApp) -> None:
+    await pilot.press("escape", "1")  # leave the SQL editor, then the live tab
+    await wait_for(pilot, lambda: app.query_one(TabbedContent).active == "live", "the live tab")
+    await open_case(pilot, app)
