@@ -108,6 +108,30 @@ class LivePanel(Vertical):
             self._alerts_heading()
         return live
 
+    def on_mount(self) -> None:
+        self._restore_decisions()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="decisions")
+    def _restore_decisions(self) -> None:
+        """Analysts' verdicts of earlier sessions, from the labels table (once, at start)."""
+        from rtfd.tui.triage import load_decisions
+
+        app = cast("RtfdApp", self.app)
+        try:
+            service = app.services.query_service(app.settings)
+        except Exception:
+            return  # no lake yet: every alert starts open
+        try:
+            rows = load_decisions(service)
+        finally:
+            service.close()
+        if rows:
+            self.app.call_from_thread(self._restored, rows)
+
+    def _restored(self, rows: list[dict[str, Any]]) -> None:
+        if self.cases.restore(rows):
+            self.show_alert_states()
+
     def show_alert_states(self) -> None:
         """Redraw the alerts with each one's triage state (open, confirmed, cleared)."""
         self.alerts_table.show_alerts(self.alerts, self.cases.state)

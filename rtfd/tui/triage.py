@@ -67,6 +67,23 @@ class CaseBook:
             return None
         return AnalystDecision(transaction_id, verdict, self._time(transaction_id), withdrawn=True)
 
+    def restore(self, rows: list[dict[str, Any]]) -> int:
+        """Take the verdicts of earlier sessions from the labels table (``transaction_id``,
+        ``label``, ``withdrawn``, ``reported_at`` of analysts' records, oldest first), for the
+        transactions this session has not decided; returns how many states changed."""
+        latest: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            tx = row.get("transaction_id")
+            if isinstance(tx, str) and tx not in self._last:
+                latest[tx] = row
+        changed = 0
+        for tx, row in latest.items():
+            if row.get("withdrawn") or row.get("label") not in (0, 1):
+                continue
+            self._verdicts[tx] = "fraud" if row["label"] == 1 else "legit"
+            changed += 1
+        return changed
+
     def apply(self, decision: AnalystDecision) -> AlertState:
         """Record a published decision; returns the alert's new state."""
         tx = decision.transaction_id
@@ -86,6 +103,26 @@ class CaseFile:
     recent: list[dict[str, Any]] = field(default_factory=list)
     risk: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None  # why the lake could not be read (the alert still shows)
+
+
+#: Analysts' earlier verdicts (the labels view has ``source`` once any file has it).
+DECISIONS_SQL = (
+    "SELECT transaction_id, label, withdrawn, reported_at FROM labels "
+    "WHERE source = 'analyst' ORDER BY reported_at, withdrawn NULLS FIRST"
+)
+DECISIONS_CAP = 100_000
+
+
+def load_decisions(service: QueryBackend) -> list[dict[str, Any]]:
+    """Analysts' records from the labels table, oldest first; empty when there are none yet
+    (or the lake predates analysts' labels: no ``source`` column to filter on)."""
+    try:
+        result = service.run(DECISIONS_SQL, limit=DECISIONS_CAP)
+    except Exception:
+        return []
+    if "transaction_id" not in result.columns or "label" not in result.columns:
+        return []
+    return [dict(zip(result.columns, r, strict=False)) for r in result.rows]
 
 
 def sql_text(value: Any) -> str:

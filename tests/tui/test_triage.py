@@ -301,3 +301,33 @@ async def open_case_from_live(pilot: Any, app: RecordingApp) -> None:
     await pilot.press("escape", "1")  # leave the SQL editor, then the live tab
     await wait_for(pilot, lambda: app.query_one(TabbedContent).active == "live", "the live tab")
     await open_case(pilot, app)
+
+
+async def test_a_restarted_console_shows_earlier_verdicts(
+    settings: Settings, supervisor: FakeSupervisor
+) -> None:
+    from tests.unit.test_analyst_labels import YOUNG, analyst, write_labels
+
+    batch = alerts(3)
+    write_labels(
+        settings,
+        "earlier",
+        [analyst(batch[0]["transaction_id"], 1, YOUNG), analyst(batch[1]["transaction_id"], 0,
+         YOUNG)],
+    )  # fmt: skip
+    registry = FakeRegistry()
+    services = Services(
+        query_service=real_query_service,
+        alert_feed=FakeAlertFeed,
+        model_catalog=registry.catalog,
+        rollback=registry.rollback,
+    )
+    app = RecordingApp(settings, supervisor, services=services)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: not app.starting and FakeAlertFeed.instances, "start-up")
+        FakeAlertFeed.instances[0].push(batch)
+        await wait_for(
+            pilot,
+            lambda: state_column(app) == ["open", "cleared", "confirmed"],
+            "the states of the earlier session",
+        )

@@ -340,3 +340,47 @@ def test_the_case_reads_the_lake_through_the_query_service(tmp_path: Path) -> No
     assert [r["transaction_id"] for r in case.recent] == ["t3"]
     assert case.risk["merchant_fraud_rate_7d"] == 0.0 and case.problem is None
     assert missing.recent == [] and missing.problem and "not in the Parquet" in missing.problem
+
+
+def test_earlier_verdicts_come_back_from_the_labels_table(settings: Settings) -> None:
+    """A restarted console shows the alerts decided before as confirmed or cleared."""
+    from rtfd.query.service import QueryService
+    from rtfd.tui.triage import load_decisions
+
+    at = YOUNG
+    write_labels(settings, "old", [chargeback("cb")])
+    service = QueryService(settings)
+    try:
+        assert load_decisions(service) == []  # a lake from before analysts: no source column
+    finally:
+        service.close()
+    write_labels(
+        settings,
+        "analysts",
+        [
+            analyst("conf", 1, at),
+            analyst("clear", 1, at),
+            analyst("clear", 0, at + timedelta(seconds=1)),
+            analyst("undone", 1, at),
+            analyst("undone", 1, at, withdrawn=True),  # same millisecond: the undo is later
+            analyst("mine", 1, at),
+        ],
+    )
+    service = QueryService(settings)
+    try:
+        rows = load_decisions(service)
+    finally:
+        service.close()
+    book = CaseBook(clock=lambda: NOW)
+    mine = book.decide("mine", "legit")
+    assert mine is not None
+    book.apply(mine)  # decided in this session: the lake's older record does not override it
+    assert book.restore(rows) == 2
+    states = {tx: book.state(tx) for tx in ("conf", "clear", "undone", "mine", "cb")}
+    assert states == {
+        "conf": "confirmed",
+        "clear": "cleared",
+        "undone": "open",
+        "mine": "cleared",
+        "cb": "open",
+    }
