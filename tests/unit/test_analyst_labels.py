@@ -384,3 +384,36 @@ def test_earlier_verdicts_come_back_from_the_labels_table(settings: Settings) ->
         "mine": "cleared",
         "cb": "open",
     }
+
+
+def test_the_labels_parquet_keeps_source_and_withdrawn() -> None:
+    """What the stream's label sink writes: the decoded batch in the labels Arrow schema."""
+    import time
+
+    import pyarrow as pa
+
+    from rtfd.stream.decode import decode
+    from rtfd.stream.sinks import labels_arrow_schema
+    from tests.unit.test_decode import coords, enc
+
+    base = {"transaction_id": "t", "label": 1, "reported_at": "2026-11-30T11:00:00.000Z"}
+    values = [
+        enc(base),
+        enc({**base, "source": "analyst"}),
+        enc({**base, "label": 0, "source": "analyst", "withdrawn": True}),
+    ]
+    out = decode(
+        values,
+        np.full(3, int(time.time() * 1000)),
+        coords(3),
+        LABEL,
+        max_future_s=300,
+        max_amount=1e6,
+    )
+    schema = labels_arrow_schema()
+    table = pa.Table.from_pandas(
+        out.valid[schema.names], schema=schema, preserve_index=False, safe=False
+    )
+    assert table.column("source").to_pylist() == [None, "analyst", "analyst"]
+    assert table.column("withdrawn").to_pylist() == [None, None, True]
+    assert table.column("label").to_pylist() == [1, 1, 0]
