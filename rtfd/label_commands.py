@@ -35,28 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.set_defaults(func=cmd_label, quiet_console=True)
 
 
-def find_transaction(settings: Settings, transaction_id: str) -> bool:
-    """Whether ``transaction_id`` is in the enriched Parquet (read-only DuckDB)."""
-    from rtfd.query.service import QueryService
-    from rtfd.tui.triage import sql_text
-
-    service = QueryService(settings)
-    try:
-        result = service.run(
-            "SELECT 1 FROM enriched_transactions "
-            f"WHERE transaction_id = {sql_text(transaction_id)} LIMIT 1",
-            limit=1,
-        )
-    finally:
-        service.close()
-    return bool(result.rows)
-
-
 def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.broker import client_config
     from rtfd.broker.labels import label_publisher
     from rtfd.errors import UsageError
-    from rtfd.labels import AnalystDecision
+    from rtfd.labels import AnalystDecision, find_transaction
 
     tx = args.transaction_id.strip()
     decision = AnalystDecision(tx, args.verdict, datetime.now(UTC), withdrawn=args.undo)

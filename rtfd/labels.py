@@ -28,6 +28,8 @@ from rtfd.schemas import LABEL, format_timestamp
 if TYPE_CHECKING:
     import duckdb
 
+    from rtfd.config import Settings
+
 Verdict = Literal["fraud", "legit"]
 #: The label value of each verdict an analyst can give.
 VERDICTS: dict[str, int] = {"fraud": 1, "legit": 0}
@@ -123,3 +125,28 @@ def effective_labels_sql(columns: set[str], *, param: str = "l") -> str:
                analyst.transaction_id IS NOT NULL AS analyst_labelled
         FROM chargeback FULL OUTER JOIN analyst USING (transaction_id)
     """
+
+
+def find_transaction(settings: Settings, transaction_id: str) -> bool:
+    """Whether ``transaction_id`` is in the enriched Parquet (what ``rtfd label`` checks before
+    publishing: a typo'd id must not become a label nobody can match)."""
+    import duckdb
+
+    from rtfd.errors import DataError
+    from rtfd.lake import dataset
+
+    files = dataset(settings.enriched_dir)
+    if files is None:
+        return False
+    con = duckdb.connect()
+    try:
+        row = con.execute(
+            "SELECT 1 FROM read_parquet($p, hive_partitioning = true, union_by_name = true) "
+            "WHERE transaction_id = $t LIMIT 1",
+            {"p": files, "t": transaction_id},
+        ).fetchone()
+    except duckdb.Error as e:
+        raise DataError(f"cannot read the enriched Parquet: {e}") from e
+    finally:
+        con.close()
+    return row is not None
