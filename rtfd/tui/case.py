@@ -237,7 +237,8 @@ class CaseScreen(Screen[None]):
         for name in RISK_FEATURES:
             value = risk.get(name)
             shown = fmt_metric(value) if "rate" in name else f"{number(value) or 0:,.0f}"
-            lines.append((name.removeprefix("merchant_").replace("_", " "), shown))
+            short = name.removeprefix("merchant_").removeprefix("fraud_").replace("_", " ")
+            lines.append((f"fraud {short}" if "rate" in name else short, shown))
         return _lines(f"merchant risk · {risk.get('merchant_id', '-')}", lines)
 
     def _status(self, text: Text) -> None:
@@ -245,9 +246,11 @@ class CaseScreen(Screen[None]):
 
 
 def _lines(title: str, rows: list[tuple[str, str]]) -> Text:
+    """A title, then one aligned ``name value`` line per row."""
     text = Text(f"{title}\n", style="bold")
+    width = max((len(name) for name, _ in rows), default=0) + 1
     for name, value in rows:
-        text.append(f"{name:<15}", style="dim")
+        text.append(f"{name:<{width}}", style="dim")
         text.append(f"{value}\n")
     return text
 
