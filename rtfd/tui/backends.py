@@ -145,7 +145,11 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
     models_dir = settings.models_dir
     registry = Registry(models_dir)
     current = registry.current()
-    promotions = {p.version: p for p in registry.promotions()}  # the latest one of a version
+    try:
+        promotions = {p.version: p for p in registry.promotions()}  # a version's latest one
+    except Exception as e:  # an unreadable history.json must not hide the versions
+        log.warning("model panel: promotions not shown: %s", e)
+        promotions = {}
     rows = []
     for version in reversed(registry.versions()):
         info = _describe(registry, version, models_dir)

@@ -142,6 +142,10 @@ class CaseScreen(Screen[None]):
 
     # -- deciding -----------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # One decision at a time, and the case stays open until the broker answered: its
+        # outcome is shown here and recorded in the book only then.
+        if action in ("close", "leave") and self.pending is not None:
+            return None
         if action in ("decide", "undo") and (self.pending is not None or not self.transaction_id):
             return None
         if action == "undo" and self.book.state(self.transaction_id) == "open":

@@ -198,6 +198,9 @@ async def test_keys_wait_while_a_decision_is_being_published(settings: Settings)
         await wait_for(pilot, lambda: screen.pending is not None, "the publish in flight")
         assert screen.check_action("decide", ("legit",)) is None
         await pilot.press("l")  # ignored: one decision at a time
+        await pilot.press("escape")  # ignored: the case stays until the broker answered
+        await pilot.pause(0.1)
+        assert app.screen is screen
         gate.set()
         await wait_for(pilot, lambda: screen.pending is None, "the acknowledgement")
         await pilot.pause(0.1)
