@@ -417,3 +417,39 @@ def test_the_labels_parquet_keeps_source_and_withdrawn() -> None:
     assert table.column("source").to_pylist() == [None, "analyst", "analyst"]
     assert table.column("withdrawn").to_pylist() == [None, None, True]
     assert table.column("label").to_pylist() == [1, 1, 0]
+
+
+def test_merchant_risk_ignores_analysts_verdicts(tmp_path: Path) -> None:
+    """The stream's merchant risk equals the offline point-in-time one (chargebacks only), with
+    analysts' verdicts, withdrawn or not, in the labels Parquet beside them."""
+    from rtfd.features.merchant_risk import point_in_time, refresh_from_parquet
+    from tests.unit.test_features_kernel import T0, _labelled
+
+    s = load_settings({"home": str(tmp_path)})
+    history = _labelled().assign(transaction_id=lambda d: [f"t{i}" for i in range(len(d))])
+    day = history["timestamp"].dt.strftime("%Y-%m-%d")
+    for date, part in history.groupby(day):
+        out = s.enriched_dir / f"event_date={date}"
+        out.mkdir(parents=True)
+        part[["transaction_id", "merchant_id", "timestamp"]].to_parquet(out / "part-0.parquet")
+    fraud = history[history["label"] == 1]
+    legit = history[history["label"] == 0].head(40)
+    write_labels(
+        s,
+        "chargebacks",
+        [chargeback(t, 1, ts + timedelta(hours=1)) for t, ts in
+         zip(fraud["transaction_id"], fraud["timestamp"], strict=True)],
+    )  # fmt: skip
+    write_labels(
+        s,
+        "analysts",
+        [analyst(t, 1, ts + timedelta(minutes=5)) for t, ts in
+         zip(legit["transaction_id"], legit["timestamp"], strict=True)]
+        + [analyst(t, 0, ts + timedelta(minutes=5), withdrawn=True) for t, ts in
+           zip(fraud["transaction_id"], fraud["timestamp"], strict=True)],
+    )  # fmt: skip
+    now = T0 + timedelta(days=30, minutes=10)
+    table = refresh_from_parquet(s, now=now, label_delay_s=86_400)
+    expected = point_in_time(history, label_delay_s=86_400)
+    at = pd.Series([now] * 2)
+    pd.testing.assert_frame_equal(table.lookup(["m1", "m2"], at), expected.lookup(["m1", "m2"], at))
