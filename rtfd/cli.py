@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "rtfd.stream.commands",
     "rtfd.ml.commands",
     "rtfd.query.commands",
+    "rtfd.label_commands",
     "rtfd.doctor",
 )
 

@@ -256,13 +256,30 @@ TRANSACTION = RecordSchema(
     ),
 )
 
+LABEL_SOURCES = ("chargeback", "analyst")
+"""Where a label comes from; a LABEL record without ``source`` is a chargeback (records written
+before analysts could label stay valid). See docs/ml.md for which one counts."""
+
 LABEL = RecordSchema(
     "label",
     (
         Field("transaction_id", "string", max_length=MAX_ID_LENGTH),
         Field("label", "int", doc="1 = fraud.", choices=(0, 1)),
         Field("fraud_type", "string", required=False, max_length=64),
-        Field("reported_at", "timestamp", doc="When the chargeback was reported."),
+        Field("reported_at", "timestamp", doc="When it was reported, or the analyst decided."),
+        Field(
+            "source",
+            "string",
+            required=False,
+            doc="Who reported it: chargeback (also when absent) or analyst.",
+            choices=LABEL_SOURCES,
+        ),
+        Field(
+            "withdrawn",
+            "boolean",
+            required=False,
+            doc="True on an analyst's undo: their earlier label no longer counts.",
+        ),
     ),
 )
 

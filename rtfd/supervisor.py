@@ -25,6 +25,8 @@ from rtfd.errors import RtfdError
 
 if TYPE_CHECKING:
     from rtfd.broker.base import Broker
+    from rtfd.broker.labels import LabelPublisher
+    from rtfd.labels import AnalystDecision
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class Supervisor:
         self._watcher: threading.Thread | None = None
         self._restarts = {n: _Restarts() for n in COMPONENTS}
         self._training = threading.Lock()
+        self._labels: LabelPublisher | None = None
 
     # -- events ---------------------------------------------------------------------------------
     def subscribe(self, fn: Subscriber) -> None:
@@ -298,6 +301,23 @@ class Supervisor:
             self._set(name, State.FAILED, f"stop failed: {e}")
 
     # -- controls -------------------------------------------------------------------------------
+    def publish_label(self, decision: AnalystDecision) -> dict[str, Any]:
+        """Publish an analyst's decision to ``fraud_labels`` (blocking until acknowledged:
+        call from a worker); returns the LABEL record. Raises :class:`BrokerUnavailable`."""
+        from rtfd.broker.labels import label_publisher
+
+        with self._lock:
+            if self._labels is None:
+                if self.broker is not None:
+                    config = self.broker.client_config()
+                else:
+                    from rtfd.broker import client_config
+
+                    config = client_config(self.settings)
+                self._labels = label_publisher(config)
+            publisher = self._labels
+        return publisher.publish(decision)
+
     def toggle_generator(self) -> bool:
         """Pause or resume the generator; returns True when it now produces."""
         gen = self.generator

@@ -277,6 +277,7 @@ def refresh_from_parquet(
     delay_ms = -(-round(delay_s * 1000) // period_ms) * period_ms
     hi_ms = as_of_ms - delay_ms
     lo_ms = hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS
+    from rtfd.labels import chargeback_labels_sql
     from rtfd.lake import dataset
 
     enriched = dataset(settings.enriched_dir)
@@ -284,10 +285,13 @@ def refresh_from_parquet(
         log.info("merchant risk: no enriched Parquet under %s yet", settings.enriched_dir)
         return MerchantRiskTable.empty(label_delay_s=delay_s, period_s=period_s, as_of=as_of)
     labels = dataset(settings.labels_dir)
+    # Chargebacks only: analysts' labels are not in the offline point-in-time risk either.
     label_cte = (
-        "SELECT transaction_id, max(label) AS label FROM read_parquet($labels, "
-        "hive_partitioning = true, union_by_name = true) "
-        "WHERE CAST(reported_at AS TIMESTAMPTZ) <= make_timestamptz($as_of * 1000) GROUP BY 1"
+        chargeback_labels_sql(
+            _label_columns(labels),
+            param="labels",
+            where="reported_at <= make_timestamptz($as_of * 1000)",
+        )
         if labels
         else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
     )
@@ -330,3 +334,16 @@ def refresh_from_parquet(
         period_s=period_s,
         as_of=as_of,
     )
+
+
+def _label_columns(files: list[str]) -> set[str]:
+    """The columns of the labels Parquet (older files lack ``source`` and ``withdrawn``)."""
+    import duckdb
+
+    from rtfd.labels import label_columns
+
+    con = duckdb.connect()
+    try:
+        return label_columns(con, files)
+    finally:
+        con.close()

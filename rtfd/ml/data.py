@@ -29,15 +29,18 @@ BACKTEST_COLUMNS = ("transaction_id", "timestamp", "user_id", "merchant_id", "am
 
 
 def read_training_table(settings: Settings, *, now: datetime | None = None) -> pd.DataFrame:
-    """Served features joined with matured labels, sorted by event time.
+    """Served features joined with their labels, sorted by event time.
 
     A transaction counts once its label could no longer change: older than
     ``label_maturity_days`` at ``now``; a matured transaction without a fraud report is
-    legitimate. Copies of a transaction left by a replayed micro-batch are counted once.
+    legitimate. One an analyst labelled counts at once, unless a chargeback disagrees (the
+    chargeback wins) or the analyst withdrew it (the rule: :mod:`rtfd.labels`). Copies of a
+    transaction left by a replayed micro-batch are counted once.
     Raises :class:`DataError` with what to do when there is nothing to train on.
     """
     import duckdb
 
+    from rtfd.labels import effective_labels_sql, label_columns
     from rtfd.lake import dataset
 
     enriched = dataset(settings.enriched_dir)
@@ -66,10 +69,10 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
                 "by another feature version; train on a file with --data instead"
             )
         label_sql = (
-            "SELECT transaction_id, max(label) AS label FROM read_parquet($l, "
-            "hive_partitioning = true, union_by_name = true) GROUP BY 1"
+            effective_labels_sql(label_columns(con, labels))
             if labels
-            else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
+            else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label, "
+            "NULL::BOOLEAN AS analyst_labelled WHERE false"
         )
         feats = ", ".join(f'any_value("{f}") AS "{f}"' for f in FEATURE_NAMES)
         sql = f"""
@@ -81,7 +84,7 @@ def read_training_table(settings: Settings, *, now: datetime | None = None) -> p
             ), lb AS ({label_sql})
             SELECT tx.*, coalesce(lb.label, 0)::TINYINT AS label
             FROM tx LEFT JOIN lb USING (transaction_id)
-            WHERE tx.timestamp <= $cutoff
+            WHERE tx.timestamp <= $cutoff OR lb.analyst_labelled
             ORDER BY tx.timestamp, tx.transaction_id
         """
         params: dict[str, object] = {"p": enriched, "cutoff": cutoff}

@@ -18,6 +18,8 @@ from rtfd.tui.format import ModelRow, number
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
+    from rtfd.labels import AnalystDecision
+    from rtfd.ml.registry import Promotion
     from rtfd.supervisor import ComponentStatus, Event
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class SupervisorLike(Protocol):
     def statuses(self) -> dict[str, ComponentStatus]: ...
     def model_summary(self, version: str | None = None) -> str: ...
     def generator_summary(self) -> str: ...
+    def publish_label(self, decision: AnalystDecision) -> dict[str, Any]: ...
 
     @property
     def training(self) -> bool: ...
@@ -142,11 +145,17 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
     models_dir = settings.models_dir
     registry = Registry(models_dir)
     current = registry.current()
+    try:
+        promotions = {p.version: p for p in registry.promotions()}  # a version's latest one
+    except Exception as e:  # an unreadable history.json must not hide the versions
+        log.warning("model panel: promotions not shown: %s", e)
+        promotions = {}
     rows = []
     for version in reversed(registry.versions()):
         info = _describe(registry, version, models_dir)
         metrics = info.get("metrics")
         created = info.get("created_at") or "-"
+        decided_by, promotion = promotion_texts(promotions.get(version))
         rows.append(
             ModelRow(
                 version=version,
@@ -157,9 +166,38 @@ def load_model_catalog(settings: Settings) -> ModelCatalog:
                 metrics=metrics if isinstance(metrics, Mapping) else {},
                 created=str(created)[:19].replace("T", " "),
                 note=str(info.get("note", "")),
+                decided_by=decided_by,
+                promotion=promotion,
             )
         )
     return ModelCatalog(rows, current)
+
+
+def promotion_texts(promotion: Promotion | None) -> tuple[str, str]:
+    """What the model panel shows of the promotion that made a version live: the deciding
+    holdout's "challenger AP vs champion AP" for the table, and the whole comparison (both
+    holdouts) with when and why, for the detail line; empty for a version never promoted."""
+    if promotion is None:
+        return "", ""
+    comparison = promotion.comparison
+    deciding = comparison.deciding if comparison is not None else None
+    if promotion.forced:
+        short = "forced"
+    elif deciding is not None:
+        short = f"{number_text(deciding.challenger_ap)} vs {number_text(deciding.champion_ap)}"
+    else:
+        short = "first" if comparison is None else "no holdout"
+    when = (promotion.at or "")[:19].replace("T", " ")
+    parts = [f"promoted {when}".strip()]
+    if promotion.reason:
+        parts.append(promotion.reason)
+    if comparison is not None:
+        parts.append(f"challenger vs {comparison.champion}: {comparison.describe()}")
+    return short, " · ".join(parts)
+
+
+def number_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def rollback_model(settings: Settings) -> str | None:

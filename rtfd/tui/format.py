@@ -228,6 +228,9 @@ class ModelRow:
     metrics: Mapping[str, Any] | None = None
     created: str = NA
     note: str = ""
+    #: The same-holdout comparison that made it live: short ("AP 0.812 vs 0.790") and whole.
+    decided_by: str = ""
+    promotion: str = ""
 
     def metric(self, *names: str) -> Any:
         """The first of ``names`` present in the metrics (registries name them differently)."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -26,6 +27,7 @@ from rtfd.tui.format import (
     result_cells,
 )
 from rtfd.tui.messages import CatalogLoaded, ExportDone, LogLines, QueryDone, QueryFailed
+from rtfd.tui.triage import CaseBook
 from rtfd.tui.widgets import AlertsTable, MetricChart, ScoredTable
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ class LivePanel(Vertical):
         self.alerts_title = Label("Alerts · fraud_alerts topic", id="alerts-title")
         self.scored_table = ScoredTable(id="scored")
         self.alerts_table = AlertsTable(id="alerts")
+        #: The analyst's verdicts on the alerts (their state in the list).
+        self.cases = CaseBook()
         self.charts = {
             "throughput": MetricChart("input rate", fmt_rate, id="chart-throughput"),
             "latency": MetricChart("latency p99", fmt_ms, id="chart-latency"),
@@ -100,9 +104,53 @@ class LivePanel(Vertical):
         if fresh:
             self.alerts_total += len(fresh)
             self.alerts.extendleft(fresh)
-            self.alerts_table.show_alerts(self.alerts)
+            self.show_alert_states()
             self._alerts_heading()
         return live
+
+    def on_mount(self) -> None:
+        self._restore_decisions()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="decisions")
+    def _restore_decisions(self) -> None:
+        """Analysts' verdicts of earlier sessions, from the labels table (once, at start)."""
+        from rtfd.tui.triage import load_decisions
+
+        app = cast("RtfdApp", self.app)
+        try:
+            service = app.services.query_service(app.settings)
+        except Exception:
+            return  # no lake yet: every alert starts open
+        try:
+            rows = load_decisions(service)
+        finally:
+            service.close()
+        if rows:
+            self.app.call_from_thread(self._restored, rows)
+
+    def _restored(self, rows: list[dict[str, Any]]) -> None:
+        if self.cases.restore(rows):
+            self.show_alert_states()
+
+    def show_alert_states(self) -> None:
+        """Redraw the alerts with each one's triage state (open, confirmed, cleared)."""
+        self.alerts_table.show_alerts(self.alerts, self.cases.state)
+
+    @on(DataTable.RowSelected, "#alerts")
+    def _open_case(self, event: DataTable.RowSelected) -> None:
+        """Enter on an alert opens its case; its state shows when the case closes."""
+        if not 0 <= event.cursor_row < len(self.alerts):
+            return
+        from rtfd.tui.case import CaseScreen
+
+        app = cast("RtfdApp", self.app)
+        screen = CaseScreen(
+            self.alerts[event.cursor_row],
+            self.cases,
+            publish=app.supervisor.publish_label,
+            query_service=lambda: app.services.query_service(app.settings),
+        )
+        app.push_screen(screen, lambda _: self.show_alert_states())
 
     def feed_state(self, ok: bool, detail: str) -> None:
         """Mark the alerts title red, with the reason, while the consumer cannot read."""
@@ -289,7 +337,7 @@ class ModelPanel(Vertical):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("b", "rollback", "Rollback model")]
 
     COLUMNS = ("", "version", "algo", "mode", "threshold", "ROC AUC", "avg prec", "precision",
-               "recall", "created")  # fmt: skip
+               "recall", "promoted: AP", "created")  # fmt: skip
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -359,6 +407,9 @@ class ModelPanel(Vertical):
         flat = {k: v for k, v in metrics.items() if not isinstance(v, dict | list)}
         parts = [f"[b]{row.version}[/b]{'  (live)' if row.live else ''}  {row.algo} {row.mode}"]
         parts += [f"{k} [b]{_metric_text(v)}[/b]" for k, v in sorted(flat.items())]
+        if row.promotion:
+            # The comparison that promoted it: its own holdout's figures above may be lower.
+            parts.append(escape(row.promotion))
         if row.note:
             parts.append(f"[red]{row.note}[/red]")
         self.query_one("#model-detail", Static).update("  ·  ".join(parts))
@@ -413,6 +464,7 @@ def _model_cells(row: ModelRow) -> list[Any]:
         fmt_metric(row.metric("average_precision", "avg_precision", "ap", "pr_auc")),
         fmt_metric(row.metric("precision")),
         fmt_metric(row.metric("recall")),
+        row.decided_by or "-",
         row.created,
     ]
 

@@ -23,6 +23,10 @@ HELP_ROWS: tuple[tuple[str, str, str], ...] = (
     ("esc", "query", "leave the editor (letter keys act as shortcuts again)"),
     ("enter", "query", "run the highlighted saved query"),
     ("b", "models", "roll back to the previous model version"),
+    ("tab, enter", "live", "pick an alert in the alerts list and open its case"),
+    ("f / l", "case", "confirm fraud / false positive: a label on fraud_labels"),
+    ("u", "case", "undo: withdraw the verdict (the alert is open again)"),
+    ("esc", "case", "back to the live view"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -166,26 +166,58 @@ class ScoredTable(DataTable[Any]):
 
 
 class AlertsTable(DataTable[Any]):
-    """The alerts read from the fraud_alerts topic, newest first, with their reasons."""
+    """The alerts read from the fraud_alerts topic, newest first, with their triage state and
+    reasons. A row cursor picks one (enter opens its case); it stays on the same alert while
+    new ones arrive above it."""
 
-    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("reasons", 110))
+    COLUMNS = (("time", 8), ("user", 9), ("amount", 10), ("score", 5), ("state", 9),
+               ("reasons", 110))  # fmt: skip
+    STATE_STYLE: ClassVar[dict[str, str]] = {
+        "open": "",
+        "confirmed": "bold red",
+        "cleared": "green",
+    }
 
     def on_mount(self) -> None:
-        self.cursor_type = "none"
+        self.cursor_type = "row"
         self.zebra_stripes = True
         _add_fixed_columns(self, self.COLUMNS)
 
-    def show_alerts(self, alerts: Iterable[Mapping[str, Any]]) -> None:
+    def show_alerts(
+        self, alerts: Iterable[Mapping[str, Any]], state: Callable[[str], str] | None = None
+    ) -> None:
+        """Redraw every row; ``state(transaction_id)`` gives each alert's triage state."""
+        selected = self._selected_key()
         self.clear()
         for alert in alerts:
             threshold = number(field(alert, "threshold"))
+            tx = str(field(alert, "transaction_id") or "")
+            now = state(tx) if state is not None and tx else "open"
             self.add_row(
                 fmt_time(field(alert, "timestamp")),
                 str(field(alert, "user_id", "-")),
                 Text(fmt_amount(field(alert, "amount")), justify="right"),
                 score_text(field(alert, "fraud_score"), threshold),
+                Text(now, style=self.STATE_STYLE.get(now, "")),
                 reasons_text(field(alert, "reasons")),
+                key=alert_key(alert) or None,
             )
+        if selected is not None and selected in self.rows:
+            self.move_cursor(row=self.get_row_index(selected), scroll=False)
+
+    def _selected_key(self) -> str | None:
+        if not self.row_count or self.cursor_row < 0:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # the cursor is outside the rows (a cleared table)
+            return None
+        return key.value
+
+
+def alert_key(alert: Mapping[str, Any]) -> str:
+    """An alert's identity in the feed: its alert_id, else its transaction id."""
+    return str(field(alert, "alert_id") or field(alert, "transaction_id") or "")
 
 
 def _add_fixed_columns(table: DataTable[Any], columns: Iterable[tuple[str, int]]) -> None:

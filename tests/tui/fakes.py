@@ -79,6 +79,10 @@ class FakeSupervisor:
     stream: Any = None
     calls: list[str] = field(default_factory=list)
     stop_threads: list[str] = field(default_factory=list)
+    #: LABEL records "published" by the triage keys; set ``labels_gate`` to hold them.
+    labels: list[dict[str, Any]] = field(default_factory=list)
+    fail_labels: bool = False
+    labels_gate: threading.Event | None = None
 
     def __post_init__(self) -> None:
         self._statuses = {n: ComponentStatus(n, State.STOPPED) for n in COMPONENTS}
@@ -181,6 +185,16 @@ class FakeSupervisor:
             )
         finally:
             self._training.release()
+
+    def publish_label(self, decision: Any) -> dict[str, Any]:
+        self.calls.append("publish_label")
+        if self.labels_gate is not None:
+            self.labels_gate.wait(10)
+        if self.fail_labels:
+            raise BrokerUnavailable("no broker acknowledged the label at 127.0.0.1:9092")
+        record: dict[str, Any] = decision.record()
+        self.labels.append(record)
+        return record
 
     # -- test helpers -------------------------------------------------------------------------
     def progress(self, **overrides: Any) -> None:
@@ -348,6 +362,9 @@ def fake_catalog_rows() -> list[ModelRow]:
             0.42,
             {"auc_roc": 0.991, "average_precision": 0.874, "precision": 0.81, "recall": 0.77},
             "2025-06-14 18:02:11",
+            decided_by="0.862 vs 0.845",
+            promotion="promoted 2025-06-14 18:02:12 · challenger vs v0001: AP 0.8620 vs 0.8450 "
+            "for v0001 on v0002's holdout (41,200 rows, newer: decides)",
         ),
         ModelRow(
             "v0001",

@@ -221,7 +221,9 @@ async def test_scored_rows_come_from_the_parquet_when_progress_has_none(
         live = app.query_one(LivePanel)
         await wait_for(pilot, lambda: live.scored_total == 8, "polled rows", timeout=10)
         await wait_for(pilot, lambda: any("WHERE timestamp >" in s for s in seen), "a 2nd poll")
-        assert f"TIMESTAMPTZ '{rows[-1]['timestamp']}'" in next(s for s in seen if "WHERE" in s)
+        assert f"TIMESTAMPTZ '{rows[-1]['timestamp']}'" in next(
+            s for s in seen if "WHERE timestamp >" in s
+        )
         assert live.scored_total == 8
 
 

@@ -89,7 +89,7 @@ LIVE_EXPECTED = (
     "120 seen",
     "Alerts",
     "6 received",
-    "9 transactions in",
+    "open       9 transaction",  # the triage state, then the reasons
     "input rate",
     "latency p99",
     "alert rate",
@@ -135,3 +135,30 @@ async def test_docs_screenshots_are_written(settings: Settings, tmp_path: Path) 
         "tui_query.svg",
     ]
     assert all(p.stat().st_size > 10_000 for p in files)
+
+
+def test_case_screen(snap_compare: Compare, settings: Settings) -> None:
+    from tests.tui.test_triage import CaseQueryService
+
+    app = FrozenClockApp(
+        settings, FakeSupervisor(settings), services=fake_services(query=CaseQueryService)
+    )
+    app.animation_level = "none"
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        from rtfd.tui.case import CaseScreen
+
+        await ready(pilot, app)
+        FakeAlertFeed.instances[-1].push(alerts(3))
+        await wait_for(pilot, lambda: app.live.alerts_table.row_count == 3, "the alerts")
+        app.live.alerts_table.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, CaseScreen), "the case")
+        screen = app.screen
+        assert isinstance(screen, CaseScreen)
+        await wait_for(pilot, lambda: screen.case is not None, "the case's data")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: screen.book.state(screen.transaction_id) != "open", "f")
+        app.clear_notifications()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

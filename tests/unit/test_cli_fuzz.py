@@ -73,6 +73,7 @@ BASELINES: dict[tuple[str, ...], dict[str, tuple[str, ...]]] = {
     ("models", "promote"): {"model_version": ("v0001",)},
     ("backtest",): {"data": ("--data", "{valid.csv}")},
     ("query",): {"sql": ("SELECT 1",)},
+    ("label",): {"transaction_id": ("tx_1",), "verdict": ("fraud",)},
 }
 OFFLINE_DESTS = {"history", "out", "set_generator_seed", "set_generator_users"}
 OFFLINE_DESTS |= {"set_generator_merchants", "set_generator_fraud_rate"}
@@ -116,6 +117,7 @@ KINDS: dict[tuple[tuple[str, ...], str], Kind] = {
     (("backtest",), "plots"): Kind("out_dir"),
     (("query",), "sql"): Kind("sql"),
     (("query",), "csv"): Kind("export"),
+    (("label",), "transaction_id"): TEXT,
 }
 
 # The corrupt and mistaken input files (made by the ``files`` fixture).
