@@ -107,6 +107,7 @@ class MonitorReport:
     window_hours: float
     window_rows: int
     window_alerts: int
+    event_span_days: float
     reference_note: str | None
     score: Drift | None
     features: list[Drift]
@@ -139,6 +140,7 @@ class MonitorReport:
                 "hours": self.window_hours,
                 "transactions": self.window_rows,
                 "alerts": self.window_alerts,
+                "event_span_days": self.event_span_days,
             },
             "reference_note": self.reference_note,
             "score": drift(self.score),
@@ -275,20 +277,25 @@ class _Lake:
 
     def drift(
         self, model: LiveModel, available: set[str], where: str
-    ) -> tuple[int, int, Drift | None, list[Drift]]:
-        """(rows, alerts, score drift, feature drift) of the live window."""
+    ) -> tuple[int, int, float, Drift | None, list[Drift]]:
+        """(rows, alerts, event span in days, score drift, feature drift) of the live window."""
         ref = model.reference
         names = [f for f in model.features if ref is not None and f in ref.features]
         present = [f for f in names if f in available]
-        cells = ["count(*)", "count(*) FILTER (WHERE is_fraud)"]
+        cells = [
+            "count(*)",
+            "count(*) FILTER (WHERE is_fraud)",
+            "epoch(max(CAST(timestamp AS TIMESTAMPTZ)))"
+            " - epoch(min(CAST(timestamp AS TIMESTAMPTZ)))",
+        ]
         targets = [(f, ref.features[f]) for f in present] if ref is not None else []
         if ref is not None and ref.score is not None and "fraud_score" in available:
             targets.append(("fraud_score", ref.score))
         cells += [_bins_sql(name, bins) for name, bins in targets]
         row = self.rows(f"SELECT {', '.join(cells)} FROM enriched_transactions WHERE {where}")[0]
-        total, alerts = int(row[0] or 0), int(row[1] or 0)
+        total, alerts, span_s = int(row[0] or 0), int(row[1] or 0), float(row[2] or 0.0)
         found = {
-            name: _drift(name, bins, total, row[2 + i]) for i, (name, bins) in enumerate(targets)
+            name: _drift(name, bins, total, row[3 + i]) for i, (name, bins) in enumerate(targets)
         }
         features = [
             found.get(f) or Drift(f, None, None, note="not in the enriched Parquet") for f in names
@@ -299,7 +306,7 @@ class _Lake:
                 for f in model.features
                 if f not in ref.features
             ]
-        return total, alerts, found.get("fraud_score"), features
+        return total, alerts, span_s / _DAY_S, found.get("fraud_score"), features
 
     def score_histogram(self, where: str) -> list[int]:
         rows = self.rows(
@@ -412,7 +419,7 @@ def _read(
     # Lakes written before processed_at existed fall back to event time.
     time_column = "processed_at" if "processed_at" in available else "timestamp"
     where = lake.window(time_column)
-    rows, alerts, score, features = lake.drift(model, available, where)
+    rows, alerts, span_days, score, features = lake.drift(model, available, where)
     per_day, resolved, confirmed = lake.precision(
         lake.columns("labels"), settings.label_maturity_days, model.version, rule.days
     )
@@ -420,6 +427,7 @@ def _read(
     advice = advise(
         Evidence(
             window_rows=rows,
+            event_span_days=span_days,
             feature_psi=[(d.name, d.psi) for d in features],
             score_psi=score.psi if score else None,
             has_reference=model.reference is not None,
@@ -436,6 +444,7 @@ def _read(
         window_hours=hours,
         window_rows=rows,
         window_alerts=alerts,
+        event_span_days=span_days,
         reference_note=model.reference_note,
         score=score,
         features=sorted(features, key=lambda d: (d.psi is None, -(d.psi or 0.0), d.name)),

@@ -11,8 +11,11 @@ A retrain is suggested when any of these holds (each adds its reason):
   least :attr:`RetrainRule.min_resolved` (30) of those alerts are resolved.
 
 Drift is judged only on a window of at least :attr:`RetrainRule.min_rows` (1,000) transactions:
-the PSI of a handful of rows is noise. What could not be judged is said as a note, never as a
-reason.
+the PSI of a handful of rows is noise. The calendar features (hour of day, day of week, night,
+weekend) count only when the window spans at least :attr:`RetrainRule.calendar_days` (7) days of
+event time: a shorter window holds some hours and days and not others, so they would "drift" in
+every window of a real-time deployment (the simulator's time-lapse packs 600 days in 24 hours, so
+there they count). What could not be judged is said as a note, never as a reason.
 """
 
 from __future__ import annotations
@@ -31,6 +34,14 @@ class RetrainRule:
     days: int = 7
     min_resolved: int = 30
     min_rows: int = 1_000
+    calendar_days: float = 7.0
+    calendar_features: tuple[str, ...] = (
+        "hour_sin",
+        "hour_cos",
+        "day_of_week",
+        "is_night",
+        "is_weekend",
+    )
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class Evidence:
     """What the rule looks at, from a monitor report."""
 
     window_rows: int
+    event_span_days: float = 0.0  # the window's last event time less its first
     feature_psi: Sequence[tuple[str, float | None]] = ()
     score_psi: float | None = None
     has_reference: bool = True
@@ -76,8 +88,20 @@ def _drift(evidence: Evidence, rule: RetrainRule, reasons: list[str], notes: lis
             f"(at least {rule.min_rows:,} needed)"
         )
         return
+    calendar = evidence.event_span_days < rule.calendar_days
+    if calendar:
+        notes.append(
+            f"calendar features not judged: the window spans {evidence.event_span_days:.1f} "
+            f"days of event time (at least {rule.calendar_days:g} needed)"
+        )
     drifted = sorted(
-        ((v, n) for n, v in evidence.feature_psi if v is not None and v > rule.feature_psi),
+        (
+            (v, n)
+            for n, v in evidence.feature_psi
+            if v is not None
+            and v > rule.feature_psi
+            and not (calendar and n in rule.calendar_features)
+        ),
         reverse=True,
     )
     if drifted:
