@@ -1,11 +1,14 @@
 """Population stability index (PSI) over quantile bins of a reference sample.
 
 The reference (a model's training data) fixes the bins: ``bins - 1`` interior edges at its
-quantiles, so each bin holds about the same share of the reference. Repeated quantiles (a binary
-flag, a count that is mostly 0, a constant column) collapse into one edge, so a discrete feature
-gets one bin per value it takes instead of empty bins that would make the index noisy. A value
-``x`` falls in bin ``i`` when ``edges[i-1] < x <= edges[i]``, with open ends below the first edge
-and above the last one (the same rule the SQL side of :mod:`rtfd.monitor.report` counts with).
+quantiles, so each bin holds about the same share of the reference, plus an edge just below its
+minimum and one at its maximum, so that live values outside the range the model was trained on
+have bins of their own (empty in the reference). Repeated edges (a binary flag, a count that is
+mostly 0, a constant column) collapse into one, so a discrete feature gets one bin per value it
+takes instead of empty bins that would make the index noisy, and a constant column gets three:
+below, at and above its value. A value ``x`` falls in bin ``i`` when
+``edges[i-1] < x <= edges[i]``, with open ends below the first edge and above the last one (the
+same rule the SQL side of :mod:`rtfd.monitor.report` counts with).
 Missing values (NaN) get their own last bin, so a feature that starts arriving empty shows as
 drift rather than vanishing from both sides.
 
@@ -96,8 +99,8 @@ def _is_number(value: Any) -> bool:
 
 
 def quantile_edges(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[float, ...]:
-    """Interior edges at the ``1/bins … (bins-1)/bins`` quantiles of the finite ``values``,
-    repeated ones merged; none for an all-missing sample."""
+    """Edges at the ``1/bins … (bins-1)/bins`` quantiles of the finite ``values``, just below
+    their minimum and at their maximum, repeated ones merged; none for an all-missing sample."""
     if bins < 2:
         raise ValueError("at least 2 bins")
     x = np.asarray(values, dtype=np.float64)
@@ -105,7 +108,9 @@ def quantile_edges(values: np.ndarray, bins: int = DEFAULT_BINS) -> tuple[float,
     if x.size == 0:
         return ()
     qs = np.quantile(x, np.arange(1, bins) / bins)
-    return tuple(float(e) for e in np.unique(qs))
+    low = np.nextafter(x.min(), -np.inf)
+    edges = np.unique(np.concatenate([[low], qs, [x.max()]]))
+    return tuple(float(e) for e in edges if math.isfinite(e))
 
 
 def bin_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
