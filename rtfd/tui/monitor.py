@@ -112,6 +112,9 @@ class MonitorPanel(Vertical):
 
     def on_hide(self) -> None:
         self.shown = False
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
@@ -120,6 +123,7 @@ class MonitorPanel(Vertical):
         """Read the report now, unless a read is already running."""
         if self.loading:
             return
+        self._stop_timer()  # one pending read at most: this one replaces it
         self.loading = True
         self._read(self.rtfd.settings)
 
@@ -138,6 +142,7 @@ class MonitorPanel(Vertical):
     def _next(self) -> None:
         self.loading = False
         self.reads += 1
+        self._stop_timer()
         if self.shown and self.is_mounted:
             self._timer = self.set_timer(self.REFRESH_S, self.refresh_report)
 
