@@ -30,7 +30,12 @@ def history() -> pd.DataFrame:
     from rtfd.ml.data import labelled_features, simulated_history
 
     raw = simulated_history(
-        12, seed=7, users=600, merchants=150, fraud_rate=0.02, start=datetime(2024, 1, 1, tzinfo=UTC)
+        12,
+        seed=7,
+        users=600,
+        merchants=150,
+        fraud_rate=0.02,
+        start=datetime(2024, 1, 1, tzinfo=UTC),
     )
     feats = labelled_features(raw, label_delay_s=2 * 86_400)
     return pd.concat([raw, feats[FEATURE_NAMES]], axis=1)

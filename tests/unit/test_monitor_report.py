@@ -266,12 +266,12 @@ def test_a_damaged_reference_is_a_note_not_a_failure(settings: Settings, damage:
 
 def test_no_model_is_a_clear_error() -> None:
     settings = load_settings()
-    with pytest.raises(MonitorError, match="no live model .* run `rtfd train`"):
+    with pytest.raises(MonitorError, match=r"no live model .* run `rtfd train`"):
         build_report(settings)
 
 
 def test_no_lake_is_a_clear_error(settings: Settings) -> None:
-    with pytest.raises(MonitorError, match="no scored transactions .* start the stream"):
+    with pytest.raises(MonitorError, match=r"no scored transactions .* start the stream"):
         build_report(settings)
 
 
