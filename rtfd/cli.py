@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "rtfd.ml.commands",
     "rtfd.query.commands",
     "rtfd.label_commands",
+    "rtfd.monitor.commands",
     "rtfd.doctor",
 )
 

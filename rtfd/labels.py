@@ -71,8 +71,9 @@ def label_columns(con: duckdb.DuckDBPyConnection, files: list[str]) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-def _raw_sql(columns: set[str], param: str) -> str:
-    """Every label record, typed, with NULLs for optional columns the files lack."""
+def _raw_sql(columns: set[str], param: str, source: str | None = None) -> str:
+    """Every label record, typed, with NULLs for optional columns the files lack; read from the
+    files in parameter ``param``, or from ``source`` (a view or table over them) if given."""
     optional = ", ".join(
         f"{name}" if name in columns else f"NULL::{sql_type} AS {name}"
         for name, sql_type in OPTIONAL_COLUMNS.items()
@@ -80,7 +81,8 @@ def _raw_sql(columns: set[str], param: str) -> str:
     return (
         "SELECT transaction_id, label::INTEGER AS label, "
         "CAST(reported_at AS TIMESTAMPTZ) AS reported_at, "
-        f"{optional} FROM read_parquet(${param}, hive_partitioning = true, union_by_name = true)"
+        f"{optional} FROM "
+        + (source or f"read_parquet(${param}, hive_partitioning = true, union_by_name = true)")
     )
 
 
@@ -98,12 +100,13 @@ def chargeback_labels_sql(columns: set[str], *, param: str = "l", where: str = "
     )
 
 
-def effective_labels_sql(columns: set[str], *, param: str = "l") -> str:
+def effective_labels_sql(columns: set[str], *, param: str = "l", source: str | None = None) -> str:
     """``SELECT transaction_id, label, source, analyst_labelled``: the label that counts, one row
     per transaction that has one, under the module's rule (``source`` says which kind won;
-    ``analyst_labelled`` that an analyst's verdict stands, so the transaction counts at once)."""
+    ``analyst_labelled`` that an analyst's verdict stands, so the transaction counts at once).
+    The records come from the files in parameter ``param``, or from the view ``source``."""
     return f"""
-        WITH raw AS ({_raw_sql(columns, param)}),
+        WITH raw AS ({_raw_sql(columns, param, source)}),
         chargeback AS (
             SELECT transaction_id, max(label) AS label FROM raw
             WHERE coalesce(source, 'chargeback') <> 'analyst' GROUP BY 1

@@ -69,7 +69,7 @@ REQUIRED_FILES = (
     "threshold.json",
     "metrics.json",
 )
-OPTIONAL_FILES = ("holdout.parquet",)
+OPTIONAL_FILES = ("holdout.parquet", "reference.json")
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 HISTORY = "history.json"
@@ -646,6 +646,31 @@ class Registry:
             return None
         return pd.read_parquet(self._dir(version) / "holdout.parquet")
 
+    def json_artifact(self, version: str, file: str) -> dict[str, Any] | None:
+        """One JSON file of ``version`` (``reference.json``, ``metrics.json`` ...), checked
+        against its SHA-256 in the verified manifest without reading the model; None when the
+        version was saved without it."""
+        digest = self.manifest(version).get("files", {}).get(file)
+        if digest is None:
+            return None
+        vdir = self._dir(version)
+        try:
+            raw = _read_bounded(vdir, version, file, MAX_JSON_BYTES)
+        except FileNotFoundError as e:
+            raise ArtifactError(f"model {version} is incomplete: {file} is missing") from e
+        if hashlib.sha256(raw).hexdigest() != digest:
+            raise ArtifactError(
+                f"model {version}: {file} does not match its SHA-256 in the manifest "
+                "(tampered or corrupt); refusing to read it"
+            )
+        try:
+            doc = strict_json(raw)
+        except ValueError as e:
+            raise _refused(version, file, f"not valid JSON ({e})") from e
+        if not isinstance(doc, dict):
+            raise _refused(version, file, f"a JSON object was expected, not {type(doc).__name__}")
+        return doc
+
     # -- writing ---------------------------------------------------------------------------
     def save(
         self,
@@ -657,8 +682,10 @@ class Registry:
         metrics: dict[str, Any],
         holdout: pd.DataFrame | None = None,
         extra: dict[str, Any] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> str:
-        """Write a new version (not live until promoted); returns its name.
+        """Write a new version (not live until promoted); returns its name. ``reference`` is
+        the drift reference (:mod:`rtfd.monitor.reference`), saved as ``reference.json``.
 
         A failed write (a full disk) raises an RtfdError and leaves the registry as it was.
         """
@@ -677,6 +704,8 @@ class Registry:
             (tmp / "metrics.json").write_bytes(_canonical(metrics))
             if holdout is not None:
                 holdout.to_parquet(tmp / "holdout.parquet", index=False)
+            if reference is not None:
+                (tmp / "reference.json").write_bytes(_canonical(reference))
             body: dict[str, Any] = {
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "mode": threshold.get("mode"),

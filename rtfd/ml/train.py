@@ -338,6 +338,7 @@ def train_model(
     from rtfd.features.kernel import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
     from rtfd.ml.registry import PromotionRefused, Registry
+    from rtfd.monitor.reference import build_reference
 
     started = time.monotonic()
     report = progress
@@ -401,6 +402,10 @@ def train_model(
     ts = frame["timestamp"]
     holdout_cols = [*FEATURE_NAMES, "label", "timestamp"]
     holdout = validation[holdout_cols].iloc[-HOLDOUT_MAX_ROWS:].reset_index(drop=True)
+    # What the monitor compares the live traffic with (drift): plain JSON, covered by the manifest.
+    reference = build_reference(
+        train[FEATURE_NAMES].to_numpy(dtype=np.float64), FEATURE_NAMES, fitted.validation_scores
+    )
     progress("saving the model version", 0.92)
     progress = report  # from here on the run completes: no half-registered version
     registry = Registry(settings.models_dir)
@@ -437,6 +442,7 @@ def train_model(
             "params": fitted.params,
             **({"tuning": tuned.to_dict()} if tuned is not None else {}),
         },
+        reference=reference.to_dict(),
     )
     promoted, decision = False, "not promoted (--no-promote)"
     if promote:

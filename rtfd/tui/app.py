@@ -46,6 +46,7 @@ from rtfd.tui.messages import (
     StopDone,
     TrainingUpdate,
 )
+from rtfd.tui.monitor import MonitorPanel
 from rtfd.tui.panels import LivePanel, LogPanel, ModelPanel, QueryPanel
 from rtfd.tui.screens import HelpScreen, StoppingScreen
 from rtfd.tui.widgets import StatusBar, TrainingBar
@@ -106,6 +107,7 @@ class RtfdApp(App[int]):
         Binding("2", "tab('query')", "Query", show=False),
         Binding("3", "tab('models')", "Models", show=False),
         Binding("4", "tab('logs')", "Log", show=False),
+        Binding("5", "tab('monitor')", "Monitor", show=False),
         Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -169,6 +171,8 @@ class RtfdApp(App[int]):
                 yield self.model_panel
             with TabPane("4 Log", id="logs"):
                 yield LogPanel(self.settings.log_file, id="log-panel")
+            with TabPane("5 Monitor", id="monitor"):
+                yield MonitorPanel(id="monitor-panel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -622,7 +626,13 @@ class RtfdApp(App[int]):
 
     def action_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = name
-        target = {"live": "#scored", "query": "#sql", "models": "#versions", "logs": "#log"}[name]
+        target = {
+            "live": "#scored",
+            "query": "#sql",
+            "models": "#versions",
+            "logs": "#log",
+            "monitor": "#psi",
+        }[name]
         self.query_one(target).focus()
 
     def action_help(self) -> None:

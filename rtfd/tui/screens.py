@@ -14,7 +14,7 @@ HELP_ROWS: tuple[tuple[str, str, str], ...] = (
     ("g", "anywhere", "pause / resume the transaction generator"),
     ("+ / -", "anywhere", "raise / lower the generator's rate (1 … 100,000 tx/s)"),
     ("r", "anywhere", "retrain a challenger model; promoted only if it wins"),
-    ("1 2 3 4", "anywhere", "switch tab: live, query (editor), models, log"),
+    ("1 2 3 4 5", "anywhere", "switch tab: live, query (editor), models, log, monitor"),
     ("tab", "anywhere", "move the focus"),
     ("? / F1", "anywhere", "this help"),
     ("q, ctrl+q, ctrl+c", "anywhere", "stop everything rtfd started and quit"),
