@@ -216,6 +216,14 @@ class SparkStandalone:
         """The executor JVMs ``worker`` forked."""
         return [pid for pid, args in self.descendants(worker) if EXECUTOR_CLASS in args]
 
+    def worker_of_executor(self, executor_id: str) -> int | None:
+        """The index of the worker that runs executor ``executor_id`` (None: none does)."""
+        flag = f"--executor-id {executor_id} "
+        for i, worker in enumerate(self.workers):
+            if any(EXECUTOR_CLASS in args and flag in args for _, args in self.descendants(worker)):
+                return i
+        return None
+
     def kill_worker(self, index: int) -> list[int]:
         """SIGKILL worker ``index``, its executors and their Python processes at once (a host
         that dies); return the executor pids that were killed."""

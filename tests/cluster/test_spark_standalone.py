@@ -91,6 +91,23 @@ def executors(sc: Any) -> list[str]:
     return sorted(h for h in (f"{e.host()}:{e.port()}" for e in infos) if h != driver)
 
 
+def executor_tasks(sc: Any) -> dict[str, tuple[int, int]]:
+    """Executor id -> (tasks running now, tasks failed so far), dead executors included, from
+    the driver's status store (kept with the UI off)."""
+    summaries = sc._jsc.sc().statusStore().executorList(False)
+    out = {}
+    for i in range(summaries.length()):
+        e = summaries.apply(i)
+        if e.id() != "driver":
+            out[str(e.id())] = (int(e.activeTasks()), int(e.failedTasks()))
+    return out
+
+
+def busy_executor(sc: Any) -> str | None:
+    """The id of an executor running a task now (None: all idle)."""
+    return next((e for e, (active, _) in executor_tasks(sc).items() if active), None)
+
+
 def rows_reach(runner: Any, n: int, *, timeout: float, what: str) -> None:
     """Wait until the Parquet holds at least ``n`` rows; fail at once if the stream fails."""
 
@@ -190,18 +207,23 @@ def test_kill_9_of_a_worker_and_its_executor_mid_run_loses_nothing(
     assert before == FIRST_RUN == len(PRODUCED), "runs after the first test"
     sc = spark_context()
     assert len(executors(sc)) == 2
-    survivor = spark_standalone.workers[1]
-    survivors = spark_standalone.executor_pids(survivor)
-    assert survivors, spark_standalone.descendants(survivor)
 
     ids = produce_transactions(
         s, SECOND_RUN, seed=32, topic=runner.topics.transactions, labels=False
     )
-    # Kill once the first batch of this run is committed: the next one is then running.
+    # Kill once the first batch of this run is committed, at a moment when an executor runs a
+    # task: its worker goes, with the executor and its Python workers.
     rows_reach(runner, before + 1, timeout=120, what="a batch of run two")
+    busy = wait_for(lambda: busy_executor(sc), timeout=60, what="a running task", every=0.005)
+    running, failed_before = executor_tasks(sc)[busy]
+    victim = spark_standalone.worker_of_executor(busy)
+    assert victim is not None, busy
+    survivor = spark_standalone.workers[1 - victim]
+    survivors = spark_standalone.executor_pids(survivor)
+    assert survivors, spark_standalone.descendants(survivor)
     at_kill = count_rows(s.enriched_dir)
     t_kill = time.monotonic()
-    killed = spark_standalone.kill_worker(0)
+    killed = spark_standalone.kill_worker(victim)
     assert killed, "the worker had no executor to kill"
     wait_for(
         lambda: not set(killed) & {p for p, *_ in _processes()},
@@ -225,12 +247,16 @@ def test_kill_9_of_a_worker_and_its_executor_mid_run_loses_nothing(
     for name in USER_FEATURES:
         assert np.array_equal(df[name].to_numpy(), expected[name].to_numpy()), name
 
+    log = (s.log_root / "spark.log").read_text(encoding="utf-8", errors="replace")
+    assert f"Lost executor {busy} " in log  # the driver saw it go
     dead_s = wait_for(
         lambda: _worker_dead(spark_standalone, t_kill), timeout=60, what="the master to see it"
     )
     FIGURES.update(
         {
             "killed_executor_pids": killed,
+            "tasks_running_at_kill": running,
+            "tasks_failed_with_the_executor": executor_tasks(sc)[busy][1] - failed_before,
             "rows_at_kill": at_kill,
             "first_batch_after_kill_s": round(first_after, 1),
             "complete_after_kill_s": round(complete_after, 1),
