@@ -48,6 +48,9 @@ ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateS
 SPARK_LOG_MAX_BYTES = 20 * 1024 * 1024
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 PY_FILES_KEY = "spark.submit.pyFiles"
+# The zip of the driver's own rtfd; a name of its own, so a user's "rtfd.zip" in
+# spark.submit.pyFiles does not collide with it in Spark's file server.
+DRIVER_ZIP = "rtfd-driver.zip"
 # What pyspark puts on an executor's sys.path (SparkContext.PACKAGE_EXTENSIONS).
 PY_FILE_SUFFIXES = (".zip", ".egg", ".jar")
 
@@ -158,7 +161,8 @@ def package_zip(dest: Path) -> Path:
 
 def py_files(settings: Settings, conf: dict[str, str]) -> list[str]:
     """The Python files the executors need: ``spark.submit.pyFiles`` from ``conf`` (checked:
-    a missing or unusable file is one line), then, on a cluster master, rtfd's own zip.
+    a missing or unusable file is one line), then, on a cluster master, rtfd's own zip (added
+    last, so it comes first on the workers' ``sys.path``: the driver's rtfd wins).
 
     Why not leave them in the conf: ``spark.submit.pyFiles`` is distributed by spark-submit,
     and rtfd starts Spark in-process, so it hands them to the SparkContext itself."""
@@ -180,7 +184,7 @@ def py_files(settings: Settings, conf: dict[str, str]) -> list[str]:
             )
         out.append(path)
     if not settings.spark_master.strip().lower().startswith("local"):
-        out.append(str(package_zip(settings.run_dir / "spark-py" / "rtfd.zip")))
+        out.append(str(package_zip(settings.run_dir / "spark-py" / DRIVER_ZIP)))
     return out
 
 

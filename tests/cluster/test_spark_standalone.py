@@ -168,7 +168,7 @@ def test_the_executors_run_the_rtfd_the_driver_ships(standalone_stream: Any) -> 
         return str(rtfd.__file__)
 
     found = set(sc.parallelize(range(8), 8).map(where).collect())
-    assert found and all(p.endswith("rtfd.zip/rtfd/__init__.py") for p in found), found
+    assert found and all(p.endswith("rtfd-driver.zip/rtfd/__init__.py") for p in found), found
 
 
 def test_twenty_thousand_transactions_exactly_once_with_alerts(

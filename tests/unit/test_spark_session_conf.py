@@ -50,14 +50,23 @@ def test_only_a_cluster_wholly_on_loopback_binds_the_driver_there(
     assert (conf.get("spark.driver.bindAddress") == "127.0.0.1") is loopback
 
 
-def test_a_users_driver_host_wins_over_loopback() -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("spark.driver.host", "10.1.2.3"),
+        ("spark.driver.bindAddress", "0.0.0.0"),
+        ("spark.pyspark.python", "/opt/rtfd/bin/python"),  # where the workers' venv is
+        ("spark.executor.memory", "4g"),
+    ],
+)
+def test_spark_conf_wins_over_what_rtfd_derives(key: str, value: str) -> None:
     from rtfd.stream.session import spark_conf_items
 
     settings = load_settings({"spark_master": "spark://127.0.0.1:7077"}).replace(
-        spark_conf={"spark.driver.host": "10.1.2.3"}
+        spark_conf={key: value}
     )
     conf = spark_conf_items(settings, app_name="t", jars=[], log4j2=None, tag="t")
-    assert conf["spark.driver.host"] == "10.1.2.3"
+    assert conf[key] == value
 
 
 def test_the_zip_holds_the_package_and_imports_from_itself(tmp_path: Path) -> None:
@@ -94,13 +103,14 @@ def test_a_cluster_master_ships_rtfd_and_a_local_one_ships_nothing(tmp_path: Pat
     assert py_files(local, {}) == []
     cluster = load_settings({"home": str(tmp_path), "spark_master": "spark://10.0.0.2:7077"})
     (shipped,) = py_files(cluster, {})
-    assert Path(shipped) == cluster.run_dir / "spark-py" / "rtfd.zip" and Path(shipped).is_file()
+    assert Path(shipped) == cluster.run_dir / "spark-py" / "rtfd-driver.zip"
+    assert Path(shipped).is_file()
 
 
 def test_spark_submit_py_files_of_spark_conf_are_shipped_first(tmp_path: Path) -> None:
     from rtfd.stream.session import PY_FILES_KEY, py_files
 
-    deps = [tmp_path / "deps.zip", tmp_path / "more.egg"]
+    deps = [tmp_path / "rtfd.zip", tmp_path / "more.egg"]  # a user's own rtfd.zip too
     for d in deps:
         d.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     remote = "hdfs://nn:8020/libs/x.zip"
@@ -108,7 +118,7 @@ def test_spark_submit_py_files_of_spark_conf_are_shipped_first(tmp_path: Path) -
     conf = {PY_FILES_KEY: f" {deps[0]}, file://{deps[1]} ,,{remote}"}
     shipped = py_files(settings, conf)
     assert shipped[:3] == [str(deps[0]), f"file://{deps[1]}", remote]
-    assert shipped[3].endswith("rtfd.zip") and len(shipped) == 4
+    assert shipped[3].endswith("rtfd-driver.zip") and len(shipped) == 4
 
 
 @pytest.mark.parametrize(
