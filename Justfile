@@ -41,6 +41,12 @@ broker: install
 down:
     {{bin}}/rtfd broker down
 
+# Build dist/rtfd-<version>-py3-none-any.whl: `pip install` it on every Spark worker (docs/scaling.md)
+dist: install
+    rm -rf dist
+    {{bin}}/python -m pip wheel -q --no-deps -w dist .
+    ls dist/*.whl
+
 # Run the whole test suite (unit, real Kafka, Spark, TUI, end to end)
 test: install
     {{bin}}/pytest

@@ -115,8 +115,10 @@ def _as_batches(valid: Any, dead: Any) -> Iterator[pa.RecordBatch]:
         [ts(valid["kafka_ts"]), pa.nulls(n_dead, pa.timestamp("us", tz="UTC"))]
     )
     for c in DEAD_COLUMNS:
+        # From a list: a batch with no dead letter has empty float64 columns here, which Arrow
+        # converts from pandas to a ChunkedArray that concat_arrays refuses.
         columns[c] = pa.concat_arrays(
-            [pa.nulls(n_valid, pa.string()), pa.array(dead[c], pa.string())]
+            [pa.nulls(n_valid, pa.string()), pa.array(dead[c].tolist(), pa.string())]
         )
     yield pa.RecordBatch.from_pydict(columns)
 

@@ -9,6 +9,10 @@ starts, the only way to quiet warnings in the Python workers.
 
 ``spark.stop()`` leaves the JVM alive until Python exits, so :func:`stop_spark` also shuts the
 gateway down and waits for the JVM, which lets the TUI start a fresh session later.
+
+On a cluster master (``spark://...``) the executors' Python workers run rtfd's decoder and state
+operator, so :func:`start_spark` ships the driver's own rtfd package to them as a zip
+(:func:`package_zip`), together with any ``spark.submit.pyFiles`` of ``[spark_conf]``.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import logging
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rtfd.config import Settings
+from rtfd.errors import ConfigError
 from rtfd.redact import log4j2_pattern, properties_value, spark_redaction_conf
 
 log = logging.getLogger(__name__)
@@ -39,6 +46,13 @@ TAG_ENV = "RTFD_SPARK_TAG"
 STATE_PROVIDER = "org.apache.spark.sql.execution.streaming.state.HDFSBackedStateStoreProvider"
 ROCKSDB_PROVIDER = "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
 SPARK_LOG_MAX_BYTES = 20 * 1024 * 1024
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+PY_FILES_KEY = "spark.submit.pyFiles"
+# The zip of the driver's own rtfd; a name of its own, so a user's "rtfd.zip" in
+# spark.submit.pyFiles does not collide with it in Spark's file server.
+DRIVER_ZIP = "rtfd-driver.zip"
+# What pyspark puts on an executor's sys.path (SparkContext.PACKAGE_EXTENSIONS).
+PY_FILE_SUFFIXES = (".zip", ".egg", ".jar")
 
 _LOG4J2 = """# Written by rtfd at every stream start: Spark logs to a file, never to the terminal.
 rootLogger.level = {level}
@@ -107,6 +121,73 @@ def _rotate(path: Path) -> None:
             path.replace(path.with_name(path.name + ".1"))
 
 
+def master_on_loopback(master: str) -> bool:
+    """Whether a master URL keeps the whole cluster on this machine: ``local[...]``, or a
+    standalone ``spark://`` master whose every host is loopback. Its executors then reach the
+    driver on 127.0.0.1, and nothing should listen anywhere else."""
+    text = master.strip()
+    if text.lower().startswith("local"):
+        return True
+    if not text.lower().startswith("spark://"):
+        return False
+    hosts = [urlsplit(f"//{part.strip()}").hostname for part in text[8:].split(",")]
+    return bool(hosts) and all(h in LOOPBACK_HOSTS for h in hosts)
+
+
+def package_zip(dest: Path) -> Path:
+    """Zip the rtfd package this process runs (sources and package data, no bytecode) to
+    ``dest``, atomically, and return ``dest``.
+
+    Why: on a cluster the executors decode records and fold the per-user state with rtfd's
+    code, which must be the driver's own version. Shipped as a py-file, the zip goes first on
+    each Python worker's ``sys.path``, ahead of any rtfd installed there. rtfd's third-party
+    dependencies (numpy, pandas, pyarrow, zstandard...) still have to be installed on the
+    workers: they hold compiled code a zip cannot carry.
+    """
+    import rtfd
+
+    root = Path(rtfd.__file__).resolve().parent
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root.parent)
+            if path.is_dir() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
+                continue
+            z.write(path, rel.as_posix())
+    tmp.replace(dest)
+    return dest
+
+
+def py_files(settings: Settings, conf: dict[str, str]) -> list[str]:
+    """The Python files the executors need: ``spark.submit.pyFiles`` from ``conf`` (checked:
+    a missing or unusable file is one line), then, on a cluster master, rtfd's own zip (added
+    last, so it comes first on the workers' ``sys.path``: the driver's rtfd wins).
+
+    Why not leave them in the conf: ``spark.submit.pyFiles`` is distributed by spark-submit,
+    and rtfd starts Spark in-process, so it hands them to the SparkContext itself."""
+    out: list[str] = []
+    for raw in conf.get(PY_FILES_KEY, "").split(","):
+        path = raw.strip()
+        if not path:
+            continue
+        local = path.removeprefix("file://") if path.startswith("file://") else path
+        if "://" not in local and not Path(local).is_file():
+            raise ConfigError(
+                f"setting spark_conf {PY_FILES_KEY}: {path} is not a file (build rtfd's with "
+                "`just dist`)"
+            )
+        if not path.lower().endswith(PY_FILE_SUFFIXES):
+            raise ConfigError(
+                f"setting spark_conf {PY_FILES_KEY}: {path} is not a .zip, .egg or .jar file, "
+                "which is all Python workers can import from"
+            )
+        out.append(path)
+    if not settings.spark_master.strip().lower().startswith("local"):
+        out.append(str(package_zip(settings.run_dir / "spark-py" / DRIVER_ZIP)))
+    return out
+
+
 def spark_conf_items(
     settings: Settings, *, app_name: str, jars: list[Path], log4j2: Path | None, tag: str
 ) -> dict[str, str]:
@@ -138,9 +219,9 @@ def spark_conf_items(
     }
     if jars:
         conf["spark.jars"] = ",".join(str(j) for j in jars)
-    if local:
+    if local or master_on_loopback(settings.spark_master):
         # Binding to loopback avoids the "hostname resolves to a loopback address" warning and
-        # keeps the UI (when enabled) on 127.0.0.1.
+        # keeps the UI (when enabled) on 127.0.0.1; a loopback cluster's executors connect here.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
     # Spark masks conf entries and Kafka source options by these (UI, event log, plans).
@@ -198,6 +279,8 @@ def start_spark(
     for d in ("spark-tmp", "spark-warehouse"):
         (settings.run_dir / d).mkdir(parents=True, exist_ok=True)
     items = spark_conf_items(settings, app_name=app_name, jars=jars, log4j2=log4j2, tag=tag)
+    shipped = py_files(settings, items)
+    items.pop(PY_FILES_KEY, None)
     conf = SparkConf(loadDefaults=False)
     for k, v in items.items():
         conf.set(k, v)
@@ -209,15 +292,21 @@ def start_spark(
         TAG_ENV: tag,
         "SPARK_PRINT_LAUNCH_COMMAND": "",
     }
-    if settings.spark_master.startswith("local"):
+    if master_on_loopback(settings.spark_master):
         env["SPARK_LOCAL_IP"] = "127.0.0.1"  # no "hostname resolves to a loopback" warning
+    path_before = list(sys.path)
     with open(out_path, "ab") as out, _env(env):
         gateway = launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": out})
         try:
-            sc = SparkContext(conf=conf, gateway=gateway)
+            sc = SparkContext(conf=conf, gateway=gateway, pyFiles=shipped)
         except Exception:
             _shutdown_gateway(gateway)
             raise
+        finally:
+            # pyspark also puts each py-file on the driver's own sys.path; the driver runs the
+            # code it was started with (and the copies vanish with the JVM's temp dir).
+            names = tuple(os.sep + Path(p).name for p in shipped)
+            sys.path[:] = [p for p in sys.path if p in path_before or not p.endswith(names)]
     spark = SparkSession(sc)
     proc = getattr(gateway, "proc", None)
     handle = SparkHandle(

@@ -1,4 +1,5 @@
-"""Fixtures of the cluster tier: real multi-broker and secured Kafka clusters on 127.0.0.1.
+"""Fixtures of the cluster tier: real multi-broker and secured Kafka clusters, and a Spark
+standalone cluster (tests/cluster/spark_cluster.py), on 127.0.0.1.
 
 The clusters are the embedded Apache Kafka's own nodes (:class:`rtfd.broker.cluster.
 LocalKafkaCluster`: same jars, same :class:`~rtfd.broker.kafka.KafkaNode`), reached by rtfd
@@ -171,3 +172,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield brokers
     finally:
         brokers.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Spark standalone master and two workers (one core, 1 GB each) on 127.0.0.1, for the
+    module (tests/cluster/spark_cluster.py); every JVM of it is gone afterwards."""
+    from tests.cluster.spark_cluster import SparkStandalone
+
+    spark = SparkStandalone(tmp_path_factory.mktemp("spark-standalone"), workers=2, memory="1g")
+    t0 = time.monotonic()
+    try:
+        spark.start()
+        spark.start_s = time.monotonic() - t0  # type: ignore[attr-defined]
+        yield spark
+    finally:
+        spark.stop()
+    left = spark.leftovers()
+    assert not left, f"processes of the Spark cluster outlived it: {left}"
