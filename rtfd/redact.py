@@ -213,13 +213,18 @@ class KnownSecrets:
     """A set of secret values and one compiled regex that finds any of them, longest first."""
 
     def __init__(self, values: Iterable[str] = ()) -> None:
-        spelled = {s for v in values for s in _spellings(v) if len(s) >= MIN_KNOWN_LENGTH}
+        #: The secrets as given; ``values`` are their spellings. A union spells only the secrets,
+        #: never the spellings again: re-spelling them (URL-quoting a URL-quoted value ...) grew
+        #: the set and the regex with every call, until compiling it took minutes.
+        self.secrets = frozenset(values)
+        spelled = {s for v in self.secrets for s in _spellings(v) if len(s) >= MIN_KNOWN_LENGTH}
         self.values = frozenset(spelled)
         alternatives = sorted(self.values, key=len, reverse=True)
         self._pattern = re.compile("|".join(map(re.escape, alternatives))) if alternatives else None
 
     def union(self, values: Iterable[str]) -> KnownSecrets:
-        return KnownSecrets(self.values | set(values))
+        new = set(values) - self.secrets
+        return KnownSecrets(self.secrets | new) if new else self
 
     def mask(self, text: str) -> str:
         return self._pattern.sub(MASK, text) if self._pattern is not None else text

@@ -668,3 +668,20 @@ def test_log4j2_itself_masks_spark_and_broker_lines_and_spark_redaction_regexes_
         assert f"Jvm{n}Secret" not in out[n], out[n]
     flags = out[len(JVM_LINES) : len(JVM_LINES) + len(pairs) + len(benign)]
     assert flags == ["1"] * len(pairs) + ["0"] * len(benign)
+
+
+@unit
+def test_remembering_again_does_not_respell_the_spellings() -> None:
+    """Every command run in one process calls ``remember`` (``setup_logging``); a union once
+    re-spelled the spellings (URL-quoting a URL-quoted value, escaping an escaped one), so the
+    set and its regex grew with each call until compiling it outlasted a test's time-out."""
+    password = 'p%w "q\\u0" ;}=,] ünï x'
+    known = KnownSecrets([password])
+    size = len(known.values)
+    for _ in range(5):
+        known = known.union([password])
+        known = known.union([password, "another-secret"])
+    assert len(known.secrets) == 2
+    assert len(known.values) <= size + len(KnownSecrets(["another-secret"]).values)
+    text = f"password={password} and {quote(password, safe='')} and another-secret"
+    assert password not in known.mask(text) and "another-secret" not in known.mask(text)
