@@ -685,7 +685,7 @@ class Registry:
         reference: dict[str, Any] | None = None,
     ) -> str:
         """Write a new version (not live until promoted); returns its name. ``reference`` is
-        the drift reference (:mod:`rtfd.monitor.reference`), saved as ``reference.json``.
+        the drift reference (:mod:`rtfd.ml.reference`), saved as ``reference.json``.
 
         A failed write (a full disk) raises an RtfdError and leaves the registry as it was.
         """

@@ -337,8 +337,8 @@ def train_model(
     """
     from rtfd.features.kernel import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
+    from rtfd.ml.reference import build_reference
     from rtfd.ml.registry import PromotionRefused, Registry
-    from rtfd.monitor.reference import build_reference
 
     started = time.monotonic()
     report = progress

@@ -8,8 +8,8 @@ are one aggregate over the window, never its rows in Python.
 
 * **Live window** — transactions *processed* (``processed_at``) in the last ``hours`` hours:
   processing time, so a replay of old transactions is judged when it is scored.
-* **Drift** — each model feature's PSI and the score's (:mod:`rtfd.monitor.psi`) against the
-  model's ``reference.json`` (:mod:`rtfd.monitor.reference`).
+* **Drift** — each model feature's PSI and the score's (:mod:`rtfd.ml.psi`) against the
+  model's ``reference.json`` (:mod:`rtfd.ml.reference`).
 * **Alert volume** — alerts per processing hour over the window, the latest hour last.
 * **Alert precision per day** — by the alert's event day (UTC): confirmed / resolved, where an
   alert is *resolved* once it has a label under :mod:`rtfd.labels` (an analyst's decision, or a
@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rtfd.errors import RtfdError
-from rtfd.monitor.psi import Band, Bins, band, psi
-from rtfd.monitor.reference import FILE as REFERENCE_FILE
-from rtfd.monitor.reference import Reference
+from rtfd.ml.psi import Band, Bins, band, psi
+from rtfd.ml.reference import FILE as REFERENCE_FILE
+from rtfd.ml.reference import Reference
 from rtfd.monitor.rules import Advice, Evidence, RetrainRule, advise
 
 if TYPE_CHECKING:
@@ -228,7 +228,7 @@ def _quoted(name: str) -> str:
 
 def _bins_sql(column: str, bins: Bins) -> str:
     """An aggregate of the window's values of ``column`` per bin: a map from the bin index
-    (``len(edges) + 1`` for a missing value) to its count (see :mod:`rtfd.monitor.psi`)."""
+    (``len(edges) + 1`` for a missing value) to its count (see :mod:`rtfd.ml.psi`)."""
     c = _quoted(column)
     missing = len(bins.edges) + 1
     whens = " ".join(f"WHEN {c} <= {_literal(e)} THEN {i}" for i, e in enumerate(bins.edges))

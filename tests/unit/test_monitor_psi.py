@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from rtfd.monitor.psi import (
+from rtfd.ml.psi import (
     EPSILON,
     Band,
     Bins,

@@ -12,9 +12,9 @@ import pytest
 from rtfd.config import Settings, load_settings
 from rtfd.features.names import FEATURE_NAMES
 from rtfd.ml.artifact import strict_json
+from rtfd.ml.psi import Band, psi_of
+from rtfd.ml.reference import Reference
 from rtfd.ml.registry import Registry
-from rtfd.monitor.psi import Band, psi_of
-from rtfd.monitor.reference import Reference
 from rtfd.monitor.report import MonitorError, build_report
 from tests.monitor_lake import (
     NOW,

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rtfd.monitor.psi import DEFAULT_BINS, Bins, reference_bins
+from rtfd.ml.psi import DEFAULT_BINS, Bins, reference_bins
 
 FILE = "reference.json"
 FORMAT = 1

@@ -8,7 +8,7 @@ mostly 0, a constant column) collapse into one, so a discrete feature gets one b
 takes instead of empty bins that would make the index noisy, and a constant column gets three:
 below, at and above its value. A value ``x`` falls in bin ``i`` when
 ``edges[i-1] < x <= edges[i]``, with open ends below the first edge and above the last one (the
-same rule the SQL side of :mod:`rtfd.monitor.report` counts with).
+same rule the SQL side of the monitor's report, :mod:`rtfd.monitor.report`, counts with).
 Missing values (NaN) get their own last bin, so a feature that starts arriving empty shows as
 drift rather than vanishing from both sides.
 
