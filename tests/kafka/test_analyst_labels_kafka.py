@@ -18,8 +18,9 @@ pytestmark = pytest.mark.kafka
 
 
 def labels_end(settings: Settings) -> int:
-    """Create the rtfd topics if needed; the end offset of fraud_labels (one partition)."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Create the rtfd topics if needed; the end offset of fraud_labels (one partition), once
+    the new partition has a leader (right after creation the broker may answer "not leader")."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     from rtfd.broker import client_config
     from rtfd.broker.admin import ensure_topics, topic_specs
@@ -27,11 +28,25 @@ def labels_end(settings: Settings) -> int:
     config = client_config(settings)
     ensure_topics(config, topic_specs(settings))
     consumer = Consumer({**config, "group.id": "rtfd-test-labels", "enable.auto.commit": False})
+    waiting = {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+    deadline = time.monotonic() + 30
     try:
-        _, high = consumer.get_watermark_offsets(TopicPartition(Topics.LABELS, 0), timeout=10)
+        while True:
+            try:
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(Topics.LABELS, 0), timeout=10
+                )
+                return int(high)
+            except KafkaException as e:
+                if e.args[0].code() not in waiting or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
-    return int(high)
 
 
 def read_labels(settings: Settings, start: int, n: int, timeout: float = 30.0) -> list[Any]:
