@@ -1,7 +1,8 @@
 """Chaos campaign: ``just chaos``. Kills the stream and the broker under load, then audits.
 
 Set-up: an isolated data dir, the embedded broker, a bootstrap model, the live generator at
-``--rate`` tx/s in this process, and the stream as a separate process (``python -m rtfd.stream``).
+``--rate`` tx/s in this process, and the stream as a separate process
+(``python -m rtfd.cli stream``).
 
 Faults, in order:
   stream   ``--stream-kills`` cycles of kill -9 of the stream process after a random 2-12 s
@@ -94,7 +95,7 @@ def parquet_batch(settings: Settings) -> int:
 
 
 class StreamProcess:
-    """``python -m rtfd.stream`` as a child process that can be killed like a crash."""
+    """``python -m rtfd.cli stream`` as a child process that can be killed like a crash."""
 
     def __init__(self, settings: Settings, bootstrap: str, log_path: Path) -> None:
         self.settings = settings
@@ -111,7 +112,7 @@ class StreamProcess:
     def start(self) -> None:
         out = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rtfd.stream", "--progress-every", "5"],
+            [sys.executable, "-m", "rtfd.cli", "stream", "--progress-every", "5"],
             env=self.env,
             stdout=out,
             stderr=out,

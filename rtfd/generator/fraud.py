@@ -140,16 +140,13 @@ class FraudParams:
         """Expected transactions per episode of each type (compromised merchant: per day)."""
         return np.array(
             [
-                self.ct_min_tx
-                + _clipped_poisson_mean(self.ct_extra_mean, self.ct_max_tx - self.ct_min_tx),
+                _mean_burst_size(self.ct_min_tx, self.ct_extra_mean, self.ct_max_tx),
                 1
-                + self.ato_min_purchases
-                + _clipped_poisson_mean(
-                    self.ato_extra_mean, self.ato_max_purchases - self.ato_min_purchases
+                + _mean_burst_size(
+                    self.ato_min_purchases, self.ato_extra_mean, self.ato_max_purchases
                 ),
                 1.0,
-                self.sp_min_tx
-                + _clipped_poisson_mean(self.sp_extra_mean, self.sp_max_tx - self.sp_min_tx),
+                _mean_burst_size(self.sp_min_tx, self.sp_extra_mean, self.sp_max_tx),
                 1.0,
             ]
         )
@@ -159,6 +156,31 @@ def _clipped_poisson_mean(lam: float, cap: int) -> float:
     """E[min(Poisson(lam), cap)]."""
     pmf = [math.exp(-lam) * lam**k / math.factorial(k) for k in range(cap)]
     return sum(k * p for k, p in enumerate(pmf)) + cap * (1.0 - sum(pmf))
+
+
+# Three patterns are bursts: ``lo`` transactions plus a Poisson number more, at most ``hi`` in all,
+# spaced by exponential gaps above a floor. These helpers hold that rule once, drawing from
+# ``rng`` in the same order as the patterns always did (the output for a seed must not change).
+def _mean_burst_size(lo: int, extra_mean: float, hi: int) -> float:
+    """Expected size of a burst drawn by :func:`_burst_sizes`."""
+    return lo + _clipped_poisson_mean(extra_mean, hi - lo)
+
+
+def _burst_sizes(
+    rng: np.random.Generator, n_ep: int, lo: int, extra_mean: float, hi: int
+) -> np.ndarray:
+    """Transactions in each of ``n_ep`` bursts: ``lo`` plus Poisson(``extra_mean``), capped."""
+    return lo + np.minimum(rng.poisson(extra_mean, n_ep), hi - lo)
+
+
+def _burst_gaps(rng: np.random.Generator, n: int, mean_s: float, min_s: float) -> np.ndarray:
+    """Seconds before each of ``n`` burst transactions: exponential above a floor."""
+    return rng.exponential(mean_s, n) + min_s
+
+
+def _lognormal(rng: np.random.Generator, median: float, sigma: float, n: int) -> np.ndarray:
+    """``n`` log-normal draws with the given median."""
+    return rng.lognormal(np.log(median), sigma, n)
 
 
 def _cat_table(weights: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -291,6 +313,41 @@ class FraudModel:
         online = CAT_CHANNEL[pop.merchant_cat[merchant]] == ONLINE
         return np.where(online, city, pop.merchant_city[merchant])
 
+    def _relative_amounts(
+        self,
+        rng: np.random.Generator,
+        victim: np.ndarray,
+        merchant: np.ndarray,
+        factor: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The merchants' categories, and amounts ``factor`` times the victims' usual there."""
+        pop = self.pop
+        mcat = pop.merchant_cat[merchant]
+        return mcat, finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
+
+    def _labelled(
+        self,
+        fraud_type: int,
+        t: np.ndarray,
+        victim: np.ndarray,
+        merchant: np.ndarray,
+        amount: np.ndarray,
+        city: np.ndarray,
+        lat: np.ndarray,
+        lon: np.ndarray,
+    ) -> Batch:
+        """A batch of ``fraud_type`` transactions, located by :meth:`_located`."""
+        return Batch(
+            t,
+            victim,
+            merchant,
+            amount,
+            self._located(merchant, city),
+            lat,
+            lon,
+            np.full(len(t), fraud_type, dtype=np.int8),
+        )
+
     # -- the window -------------------------------------------------------------------------
     def start_compromises(
         self, comp: CompromiseState, rng: np.random.Generator, t0: float, t1: float
@@ -335,27 +392,18 @@ class FraudModel:
         p, pop = self.p, self.pop
         if n_ep == 0:
             return Batch.empty()
-        size = p.ct_min_tx + np.minimum(
-            rng.poisson(p.ct_extra_mean, n_ep), p.ct_max_tx - p.ct_min_tx
-        )
+        size = _burst_sizes(rng, n_ep, p.ct_min_tx, p.ct_extra_mean, p.ct_max_tx)
         victim = np.repeat(self._victims(rng, n_ep), size)
         city = np.repeat(self._cities(rng, n_ep), size)
         n = len(victim)
-        gaps = rng.exponential(p.ct_gap_mean_s, n) + p.ct_gap_min_s
+        gaps = _burst_gaps(rng, n, p.ct_gap_mean_s, p.ct_gap_min_s)
         t = np.repeat(t0 + rng.random(n_ep) * (t1 - t0), size) + grouped_offsets(size, gaps)
         merchant = self.ct_pool[rng.integers(0, len(self.ct_pool), n)]
         cat = pop.merchant_cat[merchant]
-        raw = rng.lognormal(np.log(p.ct_amount_median), p.ct_amount_sigma, n)
+        raw = _lognormal(rng, p.ct_amount_median, p.ct_amount_sigma, n)
         lat, lon = self._coords(pop, merchant, city, rng)
-        return Batch(
-            t,
-            victim,
-            merchant,
-            finish_amounts(raw, cat),
-            self._located(merchant, city),
-            lat,
-            lon,
-            np.full(n, CARD_TESTING, dtype=np.int8),
+        return self._labelled(
+            CARD_TESTING, t, victim, merchant, finish_amounts(raw, cat), city, lat, lon
         )
 
     def account_takeover(self, legit: Batch, rng: np.random.Generator, n_ep: int) -> Batch:
@@ -366,14 +414,12 @@ class FraudModel:
         victim_ep = legit.user[anchor]
         far_city = inverse_cdf_rows(self.far_cdf[legit.city[anchor]], rng.random(n_ep))
         first_t = legit.t[anchor] + rng.uniform(*p.ato_first_delay_s, n_ep)
-        n_hv = p.ato_min_purchases + np.minimum(
-            rng.poisson(p.ato_extra_mean, n_ep), p.ato_max_purchases - p.ato_min_purchases
-        )
+        n_hv = _burst_sizes(rng, n_ep, p.ato_min_purchases, p.ato_extra_mean, p.ato_max_purchases)
         size = 1 + n_hv
         victim = np.repeat(victim_ep, size)
         city = np.repeat(far_city, size)
         n = len(victim)
-        gaps = rng.exponential(p.ato_gap_mean_s, n) + p.ato_gap_min_s
+        gaps = _burst_gaps(rng, n, p.ato_gap_mean_s, p.ato_gap_min_s)
         first = np.zeros(n, dtype=bool)
         first[np.cumsum(size) - size] = True
         gaps[first] = 0.0  # the first transaction is the one at first_t
@@ -381,22 +427,10 @@ class FraudModel:
         # The first transaction is an ordinary-looking one; then high-value purchases.
         cat = np.where(first, CATEGORY_INDEX["digital"], _pick(self.ato_cats, rng, n))
         merchant = pop.sample_merchants(city, cat, rng.random(n))
-        mcat = pop.merchant_cat[merchant]
-        factor = np.where(
-            first, 1.0, rng.lognormal(np.log(p.ato_amount_median), p.ato_amount_sigma, n)
-        )
-        amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
+        factor = np.where(first, 1.0, _lognormal(rng, p.ato_amount_median, p.ato_amount_sigma, n))
+        _, amount = self._relative_amounts(rng, victim, merchant, factor)
         lat, lon = self._coords(pop, merchant, city, rng)
-        return Batch(
-            t,
-            victim,
-            merchant,
-            amount,
-            self._located(merchant, city),
-            lat,
-            lon,
-            np.full(n, ACCOUNT_TAKEOVER, dtype=np.int8),
-        )
+        return self._labelled(ACCOUNT_TAKEOVER, t, victim, merchant, amount, city, lat, lon)
 
     def compromised_merchant(
         self, legit: Batch, comp: CompromiseState, rng: np.random.Generator, t0: float, t1: float
@@ -416,9 +450,8 @@ class FraudModel:
             t = np.clip(t, o0, np.nextafter(o1, o0))
             victim = self._victims(rng, n)
             merchant = np.full(n, m, dtype=np.int64)
-            mcat = pop.merchant_cat[merchant]
-            factor = rng.lognormal(np.log(p.cm_amount_median), p.cm_amount_sigma, n)
-            amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
+            factor = _lognormal(rng, p.cm_amount_median, p.cm_amount_sigma, n)
+            _, amount = self._relative_amounts(rng, victim, merchant, factor)
             city = np.full(n, pop.merchant_city[m], dtype=np.int64)
             parts.append(
                 Batch(
@@ -444,30 +477,18 @@ class FraudModel:
         start = legit.t[rng.integers(0, len(legit), n_ep)] + rng.random(n_ep) * p.sp_start_delay_s
         victim_ep = self._victims(rng, n_ep)
         city_ep = trips.city_at(pop, victim_ep, start)
-        size = p.sp_min_tx + np.minimum(
-            rng.poisson(p.sp_extra_mean, n_ep), p.sp_max_tx - p.sp_min_tx
-        )
+        size = _burst_sizes(rng, n_ep, p.sp_min_tx, p.sp_extra_mean, p.sp_max_tx)
         victim = np.repeat(victim_ep, size)
         city = np.repeat(city_ep, size)
         n = len(victim)
-        gaps = rng.exponential(p.sp_gap_mean_s, n) + p.sp_gap_min_s
+        gaps = _burst_gaps(rng, n, p.sp_gap_mean_s, p.sp_gap_min_s)
         t = np.repeat(start, size) + grouped_offsets(size, gaps)
         cat = _pick(self.sp_cats, rng, n)
         merchant = pop.sample_merchants(city, cat, rng.random(n))
-        mcat = pop.merchant_cat[merchant]
-        factor = rng.lognormal(np.log(p.sp_amount_median), p.sp_amount_sigma, n)
-        amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
+        factor = _lognormal(rng, p.sp_amount_median, p.sp_amount_sigma, n)
+        _, amount = self._relative_amounts(rng, victim, merchant, factor)
         lat, lon = self._coords(pop, merchant, city, rng)
-        return Batch(
-            t,
-            victim,
-            merchant,
-            amount,
-            self._located(merchant, city),
-            lat,
-            lon,
-            np.full(n, STOLEN_CARD_SPREE, dtype=np.int8),
-        )
+        return self._labelled(STOLEN_CARD_SPREE, t, victim, merchant, amount, city, lat, lon)
 
     def amount_outlier(self, legit: Batch, rng: np.random.Generator, n: int) -> Batch:
         p, pop = self.p, self.pop
@@ -482,9 +503,8 @@ class FraudModel:
         at_home = city == pop.home[victim]
         usual = at_home & (rng.random(n) < p.out_usual_share)
         merchant[usual] = pop.sample_usual(victim[usual], rng.random(int(usual.sum())))
-        mcat = pop.merchant_cat[merchant]
-        factor = rng.lognormal(np.log(p.out_amount_median), p.out_amount_sigma, n)
-        amount = finish_amounts(draw_amounts(pop, victim, mcat, rng, factor), mcat)
+        factor = _lognormal(rng, p.out_amount_median, p.out_amount_sigma, n)
+        mcat, amount = self._relative_amounts(rng, victim, merchant, factor)
         lat, lon = self._coords(pop, merchant, city, rng)
         # Online from home: the device is the victim's (the fraud rides the victim's session).
         online_home = at_home & (CAT_CHANNEL[mcat] == ONLINE)
@@ -494,13 +514,4 @@ class FraudModel:
         lon[online_home] = pop.home_lon[victim[online_home]] + rng.normal(
             0, 0.01, int(online_home.sum())
         )
-        return Batch(
-            t,
-            victim,
-            merchant,
-            amount,
-            self._located(merchant, city),
-            lat,
-            lon,
-            np.full(n, AMOUNT_OUTLIER, dtype=np.int8),
-        )
+        return self._labelled(AMOUNT_OUTLIER, t, victim, merchant, amount, city, lat, lon)

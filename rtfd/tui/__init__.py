@@ -1,6 +1,6 @@
 """The Textual console of rtfd: the only package that imports textual.
 
-``rtfd.tui.commands`` registers ``rtfd tui`` and imports nothing heavy; ``rtfd.tui.app`` holds the
+``rtfd.cli.tui`` registers ``rtfd tui`` and imports nothing heavy; ``rtfd.tui.app`` holds the
 application. Everything the app learns from the running appliance arrives as Textual messages
 posted from background threads (supervisor events, the alert consumer, pollers).
 """

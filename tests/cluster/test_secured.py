@@ -223,8 +223,8 @@ def test_wrong_credentials_are_one_clear_line_within_seconds(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     from rtfd.broker import client_config
-    from rtfd.broker.commands import cmd_status
     from rtfd.broker.external import ExternalBroker
+    from rtfd.cli.broker import cmd_status
     from rtfd.generator.live import LiveGenerator
     from rtfd.stream.runner import StreamRunner
     from rtfd.tui.alerts import AlertFeed

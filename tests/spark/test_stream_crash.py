@@ -1,6 +1,6 @@
 """Crash safety: kill -9 the stream process at random moments while the generator runs.
 
-The stream runs as its own process (``python -m rtfd.stream``), as in production. It is killed
+The stream runs as its own process (``python -m rtfd.cli stream``), as in production. It is killed
 with SIGKILL three times, each time after it has been writing for a moment, and restarted; a
 fourth run catches up and is stopped cleanly. Every produced transaction must then be in the
 Parquet exactly once, and no Spark process of any run may be left behind.
@@ -35,7 +35,7 @@ START_TIMEOUT_S = 420.0
 
 
 class StreamProcess:
-    """``python -m rtfd.stream`` in its own session (process group), output to a file."""
+    """``python -m rtfd.cli stream`` in its own session (process group), output to a file."""
 
     def __init__(self, settings: Settings, prefix: str, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RTFD_")}
@@ -59,7 +59,8 @@ class StreamProcess:
                 [
                     sys.executable,
                     "-m",
-                    "rtfd.stream",
+                    "rtfd.cli",
+                    "stream",
                     "--topic-prefix",
                     prefix,
                     "--progress-every",

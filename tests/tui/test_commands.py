@@ -15,7 +15,7 @@ pytestmark = pytest.mark.unit
 def test_the_tui_command_module_imports_no_textual() -> None:
     code = (
         "import sys\n"
-        "import rtfd.tui.commands\n"
+        "import rtfd.cli.tui\n"
         "from rtfd.cli import build_parser\n"
         "build_parser().parse_args(['tui', '--rate', '50'])\n"
         "heavy = [m for m in ('textual', 'pyspark') if m in sys.modules]\n"

@@ -222,7 +222,7 @@ def test_the_stream_decodes_analyst_records_like_check_record() -> None:
 
 
 def test_the_cli_verdicts_are_the_label_values() -> None:
-    from rtfd.label_commands import VERDICT_WORDS
+    from rtfd.cli.label import VERDICT_WORDS
     from rtfd.labels import VERDICTS
 
     assert set(VERDICT_WORDS) == set(VERDICTS) and VERDICTS == {"fraud": 1, "legit": 0}

@@ -616,7 +616,7 @@ def heavy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, isolated_env: Path) -
     """A sandbox for one case: no broker, no Spark, no TUI; logging and signals restored after."""
     import rtfd.broker.admin as admin
     import rtfd.generator.live as live
-    import rtfd.stream.cli as stream_cli
+    import rtfd.stream.foreground as stream_cli
     import rtfd.supervisor as supervisor
     from rtfd import logs
     from rtfd.errors import BrokerUnavailable

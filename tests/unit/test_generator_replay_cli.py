@@ -176,7 +176,7 @@ def test_generate_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_the_commands_module_is_import_light() -> None:
     code = (
-        "import sys, time; t = time.perf_counter(); import rtfd.generator.commands; "
+        "import sys, time; t = time.perf_counter(); import rtfd.cli.generate; "
         "heavy = [m for m in ('numpy', 'pandas', 'confluent_kafka', 'pyarrow') "
         "if m in sys.modules]; print(heavy)"
     )

@@ -105,7 +105,7 @@ def test_monitor_refuses_a_bad_window(value: str, capsys: pytest.CaptureFixture[
 def test_the_monitor_imports_neither_textual_nor_pyspark() -> None:
     code = (
         "import sys\n"
-        "import rtfd.monitor.commands, rtfd.monitor.report, rtfd.ml.psi\n"
+        "import rtfd.cli.monitor, rtfd.monitor.report, rtfd.ml.psi\n"
         "import rtfd.monitor.rules, rtfd.ml.reference\n"
         "bad = [m for m in ('textual', 'pyspark') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from rtfd.cli.flags import Number
+
 if TYPE_CHECKING:
     from rtfd.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import Number
-
     parser = sub.add_parser(
         "query",
         help="run read-only SQL over enriched_transactions, labels and alerts (DuckDB)",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from rtfd.cli.flags import Number, add_settings_flag
+
 if TYPE_CHECKING:
     from rtfd.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import Number, add_settings_flag
-
     parser = sub.add_parser(
         "stream",
         help="run the Spark streaming job (validate, features, score, Parquet, alerts)",
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from rtfd.stream.cli import run_stream
+    from rtfd.stream.foreground import run_stream
 
     return run_stream(
         settings,

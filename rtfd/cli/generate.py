@@ -11,14 +11,14 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from rtfd.cli.flags import Number, add_settings_flag, output_file
+
 if TYPE_CHECKING:
     from rtfd.config import Settings
     from rtfd.generator.live import GeneratorStats, LiveGenerator
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import Number, add_settings_flag
-
     gen = sub.add_parser(
         "generate",
         help="simulate card transactions: live to Kafka, or an offline history file",
@@ -162,7 +162,6 @@ def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) 
 
 
 def _offline(args: argparse.Namespace, settings: Settings) -> int:
-    from rtfd.cli import output_file
     from rtfd.generator.history import simulate_history, write_history
 
     output_file(args.out, "--out")  # before minutes of simulation, not after

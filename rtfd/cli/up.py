@@ -7,7 +7,7 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
-from rtfd.cli import add_settings_flag
+from rtfd.cli.flags import add_settings_flag
 
 if TYPE_CHECKING:
     from rtfd.config import Settings

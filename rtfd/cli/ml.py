@@ -9,6 +9,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtfd.cli.flags import Number, add_settings_flag, output_dir, output_file
+
 if TYPE_CHECKING:
     from rtfd.config import Settings
     from rtfd.ml.registry import Promotion
@@ -18,8 +20,6 @@ PROMOTIONS_LISTED = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import Number, add_settings_flag
-
     train = sub.add_parser(
         "train",
         help="train a model and register it (promoted if at least as good as the live one)",
@@ -85,7 +85,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _add_tune_flags(parser: argparse.ArgumentParser) -> None:
-    from rtfd.cli import Number
     from rtfd.ml.tuning import DEFAULT_BUDGET_S, DEFAULT_TRIALS
 
     parser.add_argument(
@@ -280,7 +279,6 @@ def cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
 
     from pandas.errors import OutOfBoundsDatetime, OutOfBoundsTimedelta
 
-    from rtfd.cli import output_dir, output_file
     from rtfd.config import short_path
     from rtfd.errors import DataError
     from rtfd.ml.backtest import JSON_KEYS, make_windows, run_backtest, write_json

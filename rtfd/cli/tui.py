@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from rtfd.cli import add_settings_flag
+from rtfd.cli.flags import add_settings_flag
 
 if TYPE_CHECKING:
     from rtfd.config import Settings

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from rtfd.cli.flags import Number
+
 if TYPE_CHECKING:
     from rtfd.config import Settings
     from rtfd.monitor.report import MonitorReport
@@ -15,8 +17,6 @@ MAX_HOURS = 24 * 366
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from rtfd.cli import Number
-
     parser = sub.add_parser(
         "monitor",
         help="drift of the live traffic against the live model's training data (PSI), alerts "
