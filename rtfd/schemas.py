@@ -5,8 +5,8 @@ From that one definition come:
 
 * JSON validation in Python (:meth:`RecordSchema.validate`) with a short, countable reason;
 * the Arrow schema (:meth:`RecordSchema.arrow_schema`) for Parquet files;
-* the Spark ``StructType`` (:meth:`RecordSchema.spark_schema`, imported lazily so that this module
-  never pulls in pyspark) and the validation rules as data (:attr:`Field` constraints), which the
+* the Spark ``StructType`` (:func:`rtfd.stream.spark_types.spark_schema`: pyspark is imported
+  only under rtfd.stream) and the validation rules as data (:attr:`Field` constraints), which the
   stream turns into Spark SQL expressions.
 
 This module imports neither pyspark nor textual.
@@ -97,25 +97,6 @@ class RecordSchema:
         }
         return pa.schema(
             [pa.field(f.name, mapping[f.type], nullable=not f.required) for f in self.fields]
-        )
-
-    # -- Spark (lazy) -----------------------------------------------------------------------
-    def spark_schema(self, *, timestamps_as_string: bool = False) -> Any:
-        """The Spark StructType. JSON parsing reads timestamps as strings first
-        (``timestamps_as_string``) so that a bad timestamp is a countable reason, not a null."""
-        from pyspark.sql import types as T
-
-        mapping = {
-            "string": T.StringType(),
-            "double": T.DoubleType(),
-            "long": T.LongType(),
-            "int": T.IntegerType(),
-            "boolean": T.BooleanType(),
-            "timestamp": T.StringType() if timestamps_as_string else T.TimestampType(),
-            "list<string>": T.ArrayType(T.StringType()),
-        }
-        return T.StructType(
-            [T.StructField(f.name, mapping[f.type], nullable=True) for f in self.fields]
         )
 
     # -- Python validation ------------------------------------------------------------------

@@ -113,6 +113,7 @@ def start_naive_query(spark: Any, settings: Any, *, topic: str, sink: NaiveSink)
 
     from rtfd.broker import bootstrap_servers
     from rtfd.schemas import TRANSACTION
+    from rtfd.stream.spark_types import spark_schema
 
     raw = (
         spark.readStream.format("kafka")
@@ -123,7 +124,7 @@ def start_naive_query(spark: Any, settings: Any, *, topic: str, sink: NaiveSink)
         .load()
     )
     parsed = raw.select(
-        F.from_json(F.col("value").cast("string"), TRANSACTION.spark_schema()).alias("t"),
+        F.from_json(F.col("value").cast("string"), spark_schema(TRANSACTION)).alias("t"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_ts"),

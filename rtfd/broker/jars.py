@@ -312,9 +312,13 @@ def _resolve_with_maven(staging: Path, layout: Path, version: str) -> None:
 
 
 def _resolve_with_ivy(staging: Path, layout: Path, version: str) -> None:
-    import pyspark
+    import importlib.util
 
-    ivy = next((Path(pyspark.__file__).parent / "jars").glob("ivy-*.jar"), None)
+    # Find pyspark's files without importing it (pyspark is imported only under rtfd.stream).
+    spec = importlib.util.find_spec("pyspark")
+    origin = spec.origin if spec is not None else None
+    jars = Path(origin).parent / "jars" if origin else None
+    ivy = next(jars.glob("ivy-*.jar"), None) if jars is not None and jars.is_dir() else None
     java = java_executable()
     if ivy is None or java is None:
         raise DependencyMissing("neither Maven nor pyspark's Ivy is available to fetch Kafka jars")

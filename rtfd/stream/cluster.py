@@ -31,6 +31,7 @@ from rtfd.config import Settings
 from rtfd.features.names import USER_FEATURES
 from rtfd.schemas import TRANSACTION
 from rtfd.stream.progress import BatchStats, ProgressHub
+from rtfd.stream.spark_types import spark_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,7 +48,7 @@ def decoded_schema() -> Any:
     letter has none), the Kafka coordinates, and the dead-letter columns."""
     from pyspark.sql import types as T
 
-    fields = list(TRANSACTION.spark_schema().fields)
+    fields = list(spark_schema(TRANSACTION).fields)
     fields += [
         T.StructField("kafka_topic", T.StringType()),
         T.StructField("kafka_partition", T.IntegerType()),

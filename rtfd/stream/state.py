@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from rtfd.schemas import TRANSACTION
+from rtfd.stream.spark_types import spark_schema
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -115,7 +116,7 @@ def output_schema() -> Any:
     from pyspark.sql import types as T
 
     fields = [T.StructField("row_kind", T.IntegerType())]
-    fields += list(TRANSACTION.spark_schema().fields)
+    fields += list(spark_schema(TRANSACTION).fields)
     fields += [
         T.StructField("kafka_topic", T.StringType()),
         T.StructField("kafka_partition", T.IntegerType()),

@@ -109,9 +109,11 @@ def test_arrow_schemas_follow_the_definitions() -> None:
 
 
 def test_spark_schema_is_derived_lazily() -> None:
+    from rtfd.stream.spark_types import spark_schema
+
     code = "import rtfd.schemas, sys; assert 'pyspark' not in sys.modules, 'imported pyspark'"
     subprocess.run([sys.executable, "-c", code], check=True)
-    spark_schema = TRANSACTION.spark_schema()
-    assert [f.name for f in spark_schema.fields] == TRANSACTION.names
-    raw = TRANSACTION.spark_schema(timestamps_as_string=True)
+    struct = spark_schema(TRANSACTION)
+    assert [f.name for f in struct.fields] == TRANSACTION.names
+    raw = spark_schema(TRANSACTION, timestamps_as_string=True)
     assert raw["timestamp"].dataType.simpleString() == "string"
