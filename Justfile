@@ -60,6 +60,7 @@ lint: install
     {{bin}}/ruff check rtfd tests scripts
     {{bin}}/ruff format --check rtfd tests scripts
     {{bin}}/mypy rtfd
+    {{bin}}/lint-imports
 
 # Format the code
 fmt: install
