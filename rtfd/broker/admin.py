@@ -8,10 +8,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rtfd.broker.base import TopicInfo
 from rtfd.config import Settings
 from rtfd.errors import BrokerError, BrokerUnavailable
 from rtfd.schemas import Topics
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic as the broker reports it."""
+
+    name: str
+    partitions: int
+    messages: int  # sum over partitions of (high watermark - low watermark)
+
 
 log = logging.getLogger(__name__)
 

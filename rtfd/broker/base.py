@@ -7,16 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rtfd.broker.admin import TopicInfo
     from rtfd.config import Settings
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    """One topic as the broker reports it."""
-
-    name: str
-    partitions: int
-    messages: int  # sum over partitions of (high watermark - low watermark)
 
 
 @dataclass(frozen=True)
