@@ -1,4 +1,4 @@
-"""Kernel throughput: ``python -m rtfd.features.bench [--rows N] [--cpu K]``.
+"""Kernel throughput: ``python scripts/bench_kernel.py [--rows N] [--cpu K]``.
 
 Not a test — a measurement, reported in docs/ml.md (and usable from ``just bench``):
 
