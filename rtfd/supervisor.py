@@ -26,7 +26,7 @@ from rtfd.errors import RtfdError
 if TYPE_CHECKING:
     from rtfd.broker.base import Broker
     from rtfd.broker.labels import LabelPublisher
-    from rtfd.labels import AnalystDecision
+    from rtfd.query.labels import AnalystDecision
 
 log = logging.getLogger(__name__)
 

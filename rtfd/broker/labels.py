@@ -20,7 +20,7 @@ from rtfd.errors import BrokerError, BrokerUnavailable
 from rtfd.schemas import Topics
 
 if TYPE_CHECKING:
-    from rtfd.labels import AnalystDecision
+    from rtfd.query.labels import AnalystDecision
 
 log = logging.getLogger(__name__)
 

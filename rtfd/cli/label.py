@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rtfd.config import Settings
 
-#: What the verdict argument accepts (the keys of :data:`rtfd.labels.VERDICTS`, kept here so
+#: What the verdict argument accepts (the keys of :data:`rtfd.query.labels.VERDICTS`, kept here so
 #: that ``rtfd --help`` imports nothing).
 VERDICT_WORDS = ("fraud", "legit")
 
@@ -39,7 +39,7 @@ def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.broker import client_config
     from rtfd.broker.labels import label_publisher
     from rtfd.errors import UsageError
-    from rtfd.labels import AnalystDecision, find_transaction
+    from rtfd.query.labels import AnalystDecision, find_transaction
 
     tx = args.transaction_id.strip()
     decision = AnalystDecision(tx, args.verdict, datetime.now(UTC), withdrawn=args.undo)

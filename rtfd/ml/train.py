@@ -260,12 +260,8 @@ def training_frame(
     progress: Progress = no_progress,
 ) -> tuple[pd.DataFrame, str]:
     """The labelled feature table to train on, and a description of where it came from."""
-    from rtfd.ml.data import (
-        has_features,
-        labelled_features,
-        read_training_table,
-        read_transactions,
-    )
+    from rtfd.ml.data import has_features, labelled_features, read_transactions
+    from rtfd.query.training import read_training_table
 
     delay_s = settings.label_maturity_days * 86_400.0
     fallback = ""

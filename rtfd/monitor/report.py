@@ -12,8 +12,8 @@ are one aggregate over the window, never its rows in Python.
   model's ``reference.json`` (:mod:`rtfd.ml.reference`).
 * **Alert volume** — alerts per processing hour over the window, the latest hour last.
 * **Alert precision per day** — by the alert's event day (UTC): confirmed / resolved, where an
-  alert is *resolved* once it has a label under :mod:`rtfd.labels` (an analyst's decision, or a
-  chargeback, which wins) or has matured unlabelled (older than ``label_maturity_days``: then
+  alert is *resolved* once it has a label under :mod:`rtfd.query.labels` (an analyst's decision,
+  or a chargeback, which wins) or has matured unlabelled (older than ``label_maturity_days``: then
   legitimate, as in training), and *confirmed* when that label is fraud. Alerts still waiting
   for either are left out.
 """
@@ -338,7 +338,7 @@ class _Lake:
         self, label_columns: set[str], maturity_days: float, live: str, days: int
     ) -> tuple[list[DayPrecision], int, int]:
         """Per event day, and the live model's (resolved, confirmed) over its last ``days``."""
-        from rtfd.labels import effective_labels_sql
+        from rtfd.query.labels import effective_labels_sql
 
         cutoff = self.now - timedelta(days=maturity_days)
         recent = self.now - timedelta(days=days)

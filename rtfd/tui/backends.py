@@ -18,8 +18,8 @@ from rtfd.tui.format import ModelRow, number
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
-    from rtfd.labels import AnalystDecision
     from rtfd.ml.registry import Promotion
+    from rtfd.query.labels import AnalystDecision
     from rtfd.supervisor import ComponentStatus, Event
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 
 from rtfd.features.names import RISK_FEATURES
-from rtfd.labels import AnalystDecision, Verdict
+from rtfd.query.labels import AnalystDecision, Verdict
 from rtfd.tui.backends import QueryBackend
 from rtfd.tui.format import (
     field,

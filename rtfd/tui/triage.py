@@ -2,9 +2,9 @@
 
 The console's case screen (:mod:`rtfd.tui.case`) shows a :class:`CaseFile` that
 :func:`load_case` reads through the read-only query service, and asks a :class:`CaseBook` for the
-:class:`~rtfd.labels.AnalystDecision` a key stands for. A decision changes the book only once the
-broker acknowledged it (:meth:`CaseBook.apply`), so the alerts list never shows a state that is
-not on ``fraud_labels``.
+:class:`~rtfd.query.labels.AnalystDecision` a key stands for. A decision changes the book only
+once the broker acknowledged it (:meth:`CaseBook.apply`), so the alerts list never shows a state
+that is not on ``fraud_labels``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from rtfd.features.names import RISK_FEATURES
-from rtfd.labels import AnalystDecision, Verdict
+from rtfd.query.labels import AnalystDecision, Verdict
 
 if TYPE_CHECKING:
     from rtfd.tui.backends import QueryBackend

@@ -16,8 +16,8 @@ from rtfd.broker.labels import LabelPublisher
 from rtfd.config import Settings, load_settings
 from rtfd.errors import BrokerError, BrokerUnavailable, ValidationError
 from rtfd.features.names import FEATURE_NAMES
-from rtfd.labels import AnalystDecision
-from rtfd.ml.data import read_training_table
+from rtfd.query.labels import AnalystDecision
+from rtfd.query.training import read_training_table
 from rtfd.schemas import LABEL
 from rtfd.tui.triage import CaseBook, recent_sql, risk_sql, sql_text
 
@@ -155,8 +155,8 @@ def test_replayed_analyst_records_count_once(settings: Settings) -> None:
 def test_merchant_risk_counts_chargebacks_only(settings: Settings) -> None:
     import duckdb
 
-    from rtfd.labels import chargeback_labels_sql, label_columns
     from rtfd.lake import dataset
+    from rtfd.query.labels import chargeback_labels_sql, label_columns
 
     write_labels(settings, "old", [chargeback("c")])
     write_labels(settings, "new", [analyst("a", 1, YOUNG), analyst("c", 0, YOUNG)])
@@ -223,7 +223,7 @@ def test_the_stream_decodes_analyst_records_like_check_record() -> None:
 
 def test_the_cli_verdicts_are_the_label_values() -> None:
     from rtfd.cli.label import VERDICT_WORDS
-    from rtfd.labels import VERDICTS
+    from rtfd.query.labels import VERDICTS
 
     assert set(VERDICT_WORDS) == set(VERDICTS) and VERDICTS == {"fraud": 1, "legit": 0}
 
@@ -422,7 +422,8 @@ def test_the_labels_parquet_keeps_source_and_withdrawn() -> None:
 def test_merchant_risk_ignores_analysts_verdicts(tmp_path: Path) -> None:
     """The stream's merchant risk equals the offline point-in-time one (chargebacks only), with
     analysts' verdicts, withdrawn or not, in the labels Parquet beside them."""
-    from rtfd.features.merchant_risk import point_in_time, refresh_from_parquet
+    from rtfd.features.merchant_risk import point_in_time
+    from rtfd.query.merchant_risk import refresh_from_parquet
     from tests.unit.test_features_kernel import T0, _labelled
 
     s = load_settings({"home": str(tmp_path)})

@@ -14,9 +14,10 @@ import pytest
 from rtfd.errors import DataError
 from rtfd.features import FEATURE_NAMES
 from rtfd.features.kernel import KernelConfig, KernelState, step, step_batch
-from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time, refresh_from_parquet
+from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time
 from rtfd.features.names import FEATURE_DOCS
 from rtfd.features.offline import build_features
+from rtfd.query.merchant_risk import refresh_from_parquet
 
 pytestmark = pytest.mark.unit
 
