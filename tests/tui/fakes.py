@@ -16,9 +16,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from rtfd.components import ComponentStatus, GeneratorInfo, ModelInfo, State
 from rtfd.config import Settings
 from rtfd.errors import BrokerUnavailable, RtfdError
-from rtfd.components import ComponentStatus, GeneratorInfo, ModelInfo, State
 from rtfd.supervisor import (
     COMPONENTS,
     ComponentChanged,
