@@ -2,9 +2,13 @@
 
 Used by the TUI and by headless ``rtfd up``; it never imports textual. The TUI reaches it only
 through :meth:`Supervisor.subscribe` (events are posted from background threads: a subscriber must
-be thread-safe, e.g. Textual's ``post_message``) and the control methods.
+be thread-safe, e.g. Textual's ``post_message``), the control methods and typed snapshots
+(:class:`~rtfd.components.ModelInfo`, :class:`~rtfd.components.GeneratorInfo`); it never holds a
+component.
 
-Each component reports a :class:`ComponentStatus`; the watchdog thread polls every component and
+The broker, stream and generator run behind :class:`~rtfd.components.Component` adapters
+(:class:`BrokerComponent`, :class:`StreamComponent`, :class:`GeneratorComponent`), each reporting
+its health as a :class:`~rtfd.components.ComponentStatus`; the watchdog thread polls them and
 restarts what may be restarted (the broker rtfd started, a failed stream query, a dead generator
 thread) with a back-off, so a transient failure heals without the user.
 """
