@@ -225,6 +225,23 @@ class Promotion:
         )
 
 
+@dataclass(frozen=True)
+class VersionInfo:
+    """What a listing shows of one version (``rtfd models list``, the TUI's model panel and
+    status bar), read from its small JSON files only, each checked against the manifest's
+    SHA-256: nothing is unpickled. ``note`` says why a version could not be read; its other
+    fields are then empty rather than figures that may be lies."""
+
+    version: str
+    live: bool = False
+    algo: str | None = None
+    mode: str | None = None
+    threshold: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+    note: str = ""
+
+
 def _check_format(version: str, found: Any) -> None:
     if found == FORMAT and not isinstance(found, bool):
         return
@@ -670,6 +687,41 @@ class Registry:
         if not isinstance(doc, dict):
             raise _refused(version, file, f"a JSON object was expected, not {type(doc).__name__}")
         return doc
+
+    def info(self, version: str, *, verify: bool = False) -> VersionInfo:
+        """One version's :class:`VersionInfo` (never raises: a bad version gets a ``note``).
+
+        ``verify`` checks every file's digest first, the model's too (what the live model
+        deserves before its figures are shown as the ones scoring); otherwise only the manifest
+        and the JSON files read are checked.
+        """
+        live = version == self.current()
+        try:
+            doc = self.verify(version) if verify else self.manifest(version)
+            threshold = self.json_artifact(version, "threshold.json") or {}
+            metrics = self.json_artifact(version, "metrics.json") or {}
+        except RtfdError as e:
+            return VersionInfo(version, live, note=e.message)
+        except OSError as e:
+            return VersionInfo(version, live, note=f"unreadable: {e}")
+        return VersionInfo(
+            version=version,
+            live=live,
+            algo=_text(doc.get("algo")) or _text(threshold.get("algo")),
+            mode=_text(doc.get("mode")) or _text(threshold.get("mode")),
+            threshold=_finite(threshold.get("threshold")),
+            metrics=metrics,
+            created_at=_text(doc.get("created_at")),
+        )
+
+    def live(self) -> VersionInfo | None:
+        """The live version, every digest verified; None when no version is live."""
+        current = self.current()
+        return None if current is None else self.info(current, verify=True)
+
+    def catalog(self) -> list[VersionInfo]:
+        """Every version's :class:`VersionInfo`, newest first."""
+        return [self.info(v) for v in reversed(self.versions())]
 
     # -- writing ---------------------------------------------------------------------------
     def save(

@@ -17,14 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from rtfd.errors import RtfdError
 from rtfd.schemas import Topics
-from rtfd.tui.backends import AlertsCallback, StateCallback
 from rtfd.tui.format import parse_alert
 
 log = logging.getLogger(__name__)
+
+AlertsCallback = Callable[[list[dict[str, Any]]], None]
+StateCallback = Callable[[bool, str], None]
 
 #: Messages read before the end of each partition at start (shown, not counted as live).
 BACKFILL_PER_PARTITION = 20

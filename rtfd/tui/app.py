@@ -9,82 +9,52 @@ SIGHUP) stops everything in a worker while a "stopping…" screen shows, then ex
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
-import re
 import signal
 import threading
-import time
-from collections import deque
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from rtfd.components import ComponentStatus, State
 from rtfd.config import Settings
-from rtfd.errors import RtfdError
-from rtfd.supervisor import ComponentStatus, State
-from rtfd.tui.backends import AlertFeedLike, QueryBackend, Services, SupervisorLike
-from rtfd.tui.format import field, fmt_int, fmt_metric, fmt_rate, next_rate, number, stream_summary
+from rtfd.tui import control
+from rtfd.tui.backends import AlertFeedLike, Services, SupervisorLike
+from rtfd.tui.format import describe_training, next_rate
+from rtfd.tui.live_stats import LiveStats, ScoredPoller
 from rtfd.tui.messages import (
-    AlertFeedState,
-    AlertsReady,
     Bridge,
     ComponentUpdate,
-    ModelSummary,
+    ModelUpdate,
     NoticePosted,
     ProgressReady,
     RetrainDone,
-    ScoredRows,
     StartDone,
     StopDone,
     TrainingUpdate,
+    while_running,
 )
 from rtfd.tui.monitor import MonitorPanel
 from rtfd.tui.panels import LivePanel, LogPanel, ModelPanel, QueryPanel
 from rtfd.tui.screens import HelpScreen, StoppingScreen
 from rtfd.tui.widgets import StatusBar, TrainingBar
 
+if TYPE_CHECKING:
+    from textual.notifications import SeverityLevel
+
+    from rtfd.stream.progress import StreamProgress
+
 log = logging.getLogger(__name__)
 
-#: Give the supervisor this long to stop; the screen closes at FORCE_EXIT_S whatever happens.
-STOP_TIMEOUT_S = 12.0
+#: The stopping screen closes after this long whatever happens.
 FORCE_EXIT_S = 15.0
-#: How long the stopping screen waits for a start-up step in flight (a bootstrap training, a
-#: broker start) before leaving the rest to :func:`run_app`, which waits for it on the console
-#: and then stops what it brought up, so nothing is left behind.
-START_WAIT_S = 2.0
-SCORED_POLL_S = 2.0
-SCORED_POLL_ROWS = 50
-#: Progress records with ``recent`` rows make the Parquet poll unnecessary for this long.
-RECENT_FRESH_S = 5.0
-#: Spark reports nothing while no input arrives: after this long (or two batch durations,
-#: whichever is longer) without a batch, the stream shows as idle with an input rate of 0.
-STREAM_IDLE_S = 10.0
-ALERT_RATE_WINDOW_S = 60.0
-_THRESHOLD_RE = re.compile(r"\bthr\s+([0-9.]+)")
-_SEVERITY = {"information": "information", "warning": "warning", "error": "error"}
-
-
-Handler = TypeVar("Handler", bound=Callable[..., Any])
-
-
-def while_running(handler: Handler) -> Handler:
-    """Skip a message handler once the app is shutting down (its widgets may be gone)."""
-
-    @functools.wraps(handler)
-    def wrapper(self: App[Any], *args: Any) -> Any:
-        if not self.is_running:
-            return None
-        return handler(self, *args)
-
-    return cast("Handler", wrapper)
+#: Where each tab's key puts the focus.
+TAB_FOCUS = dict(live="#scored", query="#sql", models="#versions", logs="#log", monitor="#psi")
 
 
 class RtfdApp(App[int]):
@@ -127,11 +97,9 @@ class RtfdApp(App[int]):
         self.supervisor = supervisor
         self.services = services or Services()
         self.autostart = autostart
-        self.bridge = Bridge(self)
-        self.statuses: dict[str, ComponentStatus] = dict(supervisor.statuses())
-        self.latest_progress: Any = None
-        self.dead_letters = 0
-        self.threshold: float | None = None
+        self.stats = LiveStats(supervisor.statuses())
+        self.statuses = self.stats.statuses
+        self.scored_poller = ScoredPoller(lambda: self.services.query_service(self.settings))
         self.starting = False
         self.stopping = False
         self.retraining = False
@@ -140,22 +108,20 @@ class RtfdApp(App[int]):
         self.start_finished = threading.Event()
         self.start_finished.set()
         self._alert_feed: AlertFeedLike | None = None
-        self._alert_times: deque[tuple[float, int]] = deque()
-        self._last_recent = -1e9
-        self._last_progress = time.monotonic()
-        self._scored_mark: Any = None
-        self._poll_service: QueryBackend | None = None
-        self._poll_lock = threading.Lock()
         self._target_rate: float | None = None
-        self._last_failure_toast = -1e9
         self._signals: list[int] = []
         # Widgets the handlers update are held here, not looked up: a message that arrives while
         # the app shuts down (screens already gone) must not fail a query.
         self.status_bar = StatusBar(id="status")
         self.training_bar = TrainingBar(id="training")
-        self.live = LivePanel(id="live-panel")
+        self.live = LivePanel(self.stats, id="live-panel")
+        self.bridge = Bridge(self, alerts_to=self.live)
         self.query_panel = QueryPanel(id="query-panel")
         self.model_panel = ModelPanel(id="model-panel")
+
+    @property
+    def latest_progress(self) -> StreamProgress | None:
+        return self.stats.latest_progress
 
     # -- layout -----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -180,10 +146,14 @@ class RtfdApp(App[int]):
         self.supervisor.subscribe(self.bridge)
         for status in self.statuses.values():
             self._show_status(status)
-        self._show_dlq()
-        self._install_signal_handlers()
+        self.status_bar.show_dlq(self.stats.dead_letters)
+        self._signals = control.listen_for_signals(self._on_signal)
         self.set_interval(self.TICK_S, self._tick)
-        self.set_timer(SCORED_POLL_S, self._maybe_poll_scored)
+        self.live.poll_scored(
+            self.scored_poller,
+            wanted=lambda: not self.stats.recent_fresh() and self.stats.is_up("stream"),
+            ended=lambda: self.stopping,
+        )
         if self.autostart:
             self.starting = True
             self.start_finished.clear()
@@ -191,22 +161,7 @@ class RtfdApp(App[int]):
         self.live.scored_table.focus()
 
     def on_unmount(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        for sig in self._signals:
-            loop.remove_signal_handler(sig)
-
-    def _install_signal_handlers(self) -> None:
-        """SIGTERM/SIGHUP take the graceful path: stop everything, restore the terminal."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                continue  # not the main thread, or not POSIX: the default handler stays
-            self._signals.append(sig)
+        control.forget_signals(self._signals)
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s: stopping", signal.Signals(sig).name)
@@ -215,17 +170,7 @@ class RtfdApp(App[int]):
     # -- start / stop -----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="start")
     def _start(self) -> None:
-        error = None
-        try:
-            self.supervisor.start()
-        except RtfdError as e:
-            error = f"{e.title}: {e.message}"
-        except Exception as e:  # the UI must survive any start failure and say what happened
-            log.exception("start failed")
-            error = f"{type(e).__name__}: {e}"
-        finally:
-            self.start_finished.set()
-        self.post_message(StartDone(error))
+        self.post_message(StartDone(control.start_appliance(self.supervisor, self.start_finished)))
 
     @on(StartDone)
     @while_running
@@ -249,32 +194,14 @@ class RtfdApp(App[int]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="stop")
     def _stop_all(self) -> None:
-        began = time.monotonic()
-        if self._alert_feed is not None:
-            self._alert_feed.stop(timeout=3.0)
-        self._stop_supervisor()
-        if not self.start_finished.is_set():
-            # A start-up step is still running (e.g. the bootstrap model): once it ends, stop
-            # again what it brought up. If it takes longer, run_app() does that after the UI.
-            self.call_from_thread(self._stopping_detail, "waiting for the start-up step to end")
-            if self.start_finished.wait(START_WAIT_S):
-                self._stop_supervisor()
-        self.query_panel.close()
-        if self._poll_lock.acquire(timeout=1.0):  # a poll in flight: the exit closes it
-            try:
-                if self._poll_service is not None:
-                    self._poll_service.close()
-                    self._poll_service = None
-            finally:
-                self._poll_lock.release()
-        log.info("stopped in %.1f s", time.monotonic() - began)
+        control.stop_appliance(
+            self.supervisor,
+            start_finished=self.start_finished,
+            alert_feed=self._alert_feed,
+            closers=(self.query_panel.close, self.scored_poller.close),
+            waiting=lambda text: self.call_from_thread(self._stopping_detail, text),
+        )
         self.post_message(StopDone())
-
-    def _stop_supervisor(self) -> None:
-        try:
-            self.supervisor.stop(timeout=STOP_TIMEOUT_S)
-        except Exception:
-            log.exception("stopping the supervisor failed")
 
     def _stopping_detail(self, text: str) -> None:
         if isinstance(self.screen, StoppingScreen):
@@ -294,12 +221,9 @@ class RtfdApp(App[int]):
     @while_running
     def _component(self, message: ComponentUpdate) -> None:
         status = message.status
-        old = self.statuses.get(status.name)
-        self.statuses[status.name] = status
+        changed, toast = self.stats.update_status(status)
         self._show_status(status)
-        changed = old is None or old.state != status.state
-        if status.state == State.FAILED and changed:
-            self._last_failure_toast = time.monotonic()
+        if toast:
             self.notify(status.detail or "failed", title=f"{status.name} failed", severity="error")
         if status.name == "broker" and status.state == State.RUNNING:
             self._start_alert_feed()
@@ -313,202 +237,65 @@ class RtfdApp(App[int]):
     @on(TrainingUpdate)
     @while_running
     def _training(self, message: TrainingUpdate) -> None:
-        self.training_bar.show_progress(message.fraction, message.phase)
+        self.training_bar.show_progress(message.fraction, message.message)
+
+    @on(ModelUpdate)
+    @while_running
+    def _model(self, message: ModelUpdate) -> None:
+        info = message.info
+        if info.threshold is not None:
+            self.stats.threshold = self.live.threshold = info.threshold
+        status = self.statuses.get("model")
+        if status is not None and status.state == State.RUNNING:
+            self.statuses["model"] = replace(status, detail=info.summary())
+            self._show_status(self.statuses["model"])
 
     @on(NoticePosted)
     @while_running
     def _notice(self, message: NoticePosted) -> None:
-        # The supervisor reports a failure both as a status change and as a notice: one toast.
-        if message.level == "error" and time.monotonic() - self._last_failure_toast < 2.0:
-            return
-        self.notify(message.text, severity=_SEVERITY.get(message.level, "information"))  # type: ignore[arg-type]
+        if not self.stats.repeats_failure(message.level):
+            self.notify(message.text, severity=cast("SeverityLevel", message.level))
 
     @on(ProgressReady)
     @while_running
     def _progress(self) -> None:
-        records = self.bridge.progress.drain()
-        if not records:
+        events = self.bridge.progress.drain()
+        if not events:
             return
-        live = self.live
-        recent: list[Any] = []
-        throughput: list[Any] = []
-        for p in records:
-            total = number(field(p, "dead_letters_total"))
-            if total is not None:
-                self.dead_letters = int(total)
-            else:
-                self.dead_letters += int(number(field(p, "dead_letters")) or 0)
-            throughput.append(field(p, "input_rows_per_s"))
-            rows = field(p, "recent")
-            if rows:
-                recent.extend(rows)
-        live.chart("throughput").push(*throughput)
-        live.chart("latency").push(*(field(p, "latency_p99_ms") for p in records))
-        self.latest_progress = records[-1]
-        self._last_progress = time.monotonic()
-        if recent:
-            self._last_recent = time.monotonic()
-            live.add_scored(recent)
+        self.live.show_progress(self.stats.add_progress(events))
         self._show_status(self.statuses.get("stream"))
-        self._show_dlq()
+        self.status_bar.show_dlq(self.stats.dead_letters)
 
     # -- alerts ------------------------------------------------------------------------------------
     def _start_alert_feed(self) -> None:
         if self._alert_feed is not None or self.services.alert_feed is None or self.stopping:
             return
-        broker = self.supervisor.broker
-        if broker is not None and hasattr(broker, "client_config"):
-            config = broker.client_config()
-        else:
-            from rtfd.broker import client_config
-
-            config = client_config(self.settings)
         self._alert_feed = self.services.alert_feed(
-            config, self.bridge.on_alerts, self.bridge.on_alert_state
+            self.supervisor.client_config(), self.bridge.on_alerts, self.bridge.on_alert_state
         )
         self._alert_feed.start()
-
-    @on(AlertsReady)
-    @while_running
-    def _alerts(self) -> None:
-        alerts = self.bridge.alerts.drain()
-        if not alerts:
-            return
-        live_count = self.live.add_alerts(alerts)
-        if live_count:
-            self._alert_times.append((time.monotonic(), live_count))
-        thr = number(field(alerts[-1], "threshold"))
-        if thr is not None and self.threshold is None:
-            self.threshold = thr
-
-    @on(AlertFeedState)
-    @while_running
-    def _alert_feed_state(self, message: AlertFeedState) -> None:
-        self.live.feed_state(message.ok, message.detail)
-        if not message.ok:
-            log.info("alert feed: %s", message.detail)
 
     # -- periodic ----------------------------------------------------------------------------------
     def _tick(self) -> None:
         """Once a second: generator figures and the alert rate (cheap, in-memory reads)."""
         if not self.is_running:
             return
-        now = time.monotonic()
-        while self._alert_times and now - self._alert_times[0][0] > ALERT_RATE_WINDOW_S:
-            self._alert_times.popleft()
-        per_min = sum(n for _, n in self._alert_times) * 60.0 / ALERT_RATE_WINDOW_S
-        self.live.chart("alerts").push(per_min)
+        self.live.chart("alerts").push(self.stats.alerts_per_min())
         self._show_generator()
-        idle = self.stream_idle_s()
-        if idle is not None:
+        if self.stats.stream_idle_s() is not None:
             self.live.chart("throughput").push(0.0)
             self._show_status(self.statuses.get("stream"))
 
-    def stream_idle_s(self) -> float | None:
-        """Seconds since the last batch when the running stream has gone quiet, else None."""
-        stream = self.statuses.get("stream")
-        if stream is None or stream.state != State.RUNNING or self.latest_progress is None:
-            return None
-        batch_s = (number(field(self.latest_progress, "batch_duration_ms")) or 0.0) / 1000
-        quiet = time.monotonic() - self._last_progress
-        return quiet if quiet > max(STREAM_IDLE_S, 2 * batch_s) else None
-
-    def _maybe_poll_scored(self) -> None:
-        stream = self.statuses.get("stream")
-        fresh = time.monotonic() - self._last_recent < RECENT_FRESH_S
-        if self.stopping:
-            return
-        if fresh or stream is None or stream.state != State.RUNNING:
-            self.set_timer(SCORED_POLL_S, self._maybe_poll_scored)
-            return
-        self._poll_scored(self._scored_mark)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="scored-poll")
-    def _poll_scored(self, mark: Any) -> None:
-        where = ""
-        if mark is not None:
-            text = mark.isoformat() if hasattr(mark, "isoformat") else str(mark)
-            where = f"WHERE timestamp > TIMESTAMPTZ '{text}'"
-        sql = (
-            "SELECT transaction_id, user_id, amount, fraud_score, is_fraud, model_version, "
-            f"timestamp FROM enriched_transactions {where} "
-            f"ORDER BY timestamp DESC LIMIT {SCORED_POLL_ROWS}"
-        )
-        rows: list[dict[str, Any]] = []
-        try:
-            with self._poll_lock:
-                if self.stopping:
-                    return
-                if self._poll_service is None:
-                    self._poll_service = self.services.query_service(self.settings)
-                result = self._poll_service.run(sql, limit=SCORED_POLL_ROWS)
-            rows = [dict(zip(result.columns, r, strict=False)) for r in result.rows]
-        except Exception as e:  # no Parquet yet, or a schema in flux: try again next time
-            log.debug("scored-rows poll: %s", e)
-        self.post_message(ScoredRows(rows))
-
-    @on(ScoredRows)
-    @while_running
-    def _scored(self, message: ScoredRows) -> None:
-        if message.rows:
-            self._scored_mark = max(r["timestamp"] for r in message.rows)
-            self.live.add_scored(message.rows)
-        if not self.stopping:
-            self.set_timer(SCORED_POLL_S, self._maybe_poll_scored)
-
     # -- status bar --------------------------------------------------------------------------------
     def _show_status(self, status: ComponentStatus | None) -> None:
-        if status is None:
-            return
-        bar = self.status_bar
-        state = status.state.value
-        if status.name == "generator":
+        if status is not None and status.name == "generator":
             self._show_generator()
-        elif status.name == "stream":
-            idle = self.stream_idle_s()
-            if idle is not None:
-                text = f"0 rows/s · idle: no batch for {idle:.0f} s"
-            elif status.state == State.RUNNING and self.latest_progress is not None:
-                text = stream_summary(self.latest_progress)
-                if number(field(self.latest_progress, "skipped_offsets")):
-                    state = "degraded"  # transactions the stream will never score
-            else:
-                text = status.detail or state
-            bar.badge("stream").show(state, text)
-        elif status.name == "model":
-            bar.badge("model").show(state, status.detail or state)
-            match = _THRESHOLD_RE.search(status.detail or "")
-            if match:
-                self.threshold = number(match.group(1))
-                self.live.threshold = self.threshold
-        elif status.name in ("broker",):
-            bar.badge(status.name).show(state, status.detail or state)
+        elif status is not None:
+            self.status_bar.show(status, self.stats)
 
     def _show_generator(self) -> None:
         status = self.statuses.get("generator")
-        state = status.state.value if status else "stopped"
-        gen = self.supervisor.generator
-        if gen is None or status is None or status.state != State.RUNNING:
-            text = (status.detail if status else "") or state
-        else:
-            text = self.supervisor.generator_summary()
-            stats = gen.stats() if hasattr(gen, "stats") else None
-            actual = field(stats, "actual_rate")
-            if not getattr(gen, "paused", False) and number(actual) is not None:
-                text += f" · sent {fmt_rate(actual)}"
-            pending = number(field(stats, "cards_pending"))
-            if pending:
-                text += f" · drawing {fmt_int(pending)} cards"
-            failed = number(field(stats, "failed"))
-            if failed:
-                text += f" · {fmt_int(failed)} failed"
-            if getattr(gen, "paused", False):
-                state = "degraded"
-        self.status_bar.badge("generator").show(state, text)
-
-    def _show_dlq(self) -> None:
-        state = "degraded" if self.dead_letters else "running"
-        self.status_bar.badge("dlq").show(state, fmt_int(self.dead_letters))
+        self.status_bar.show_generator(status, self.supervisor.generator_info())
 
     def model_changed(self) -> None:
         """The live model changed outside the supervisor (a rollback): refresh what shows it."""
@@ -518,19 +305,12 @@ class RtfdApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="model-summary")
     def _refresh_model_badge(self) -> None:
         try:
-            summary = self.supervisor.model_summary()
+            info = self.supervisor.model_info()
         except Exception as e:
-            log.debug("model summary: %s", e)
+            log.debug("model info: %s", e)
             return
-        self.post_message(ModelSummary(summary))
-
-    @on(ModelSummary)
-    @while_running
-    def _model_summary(self, message: ModelSummary) -> None:
-        status = self.statuses.get("model")
-        if status is not None and status.state == State.RUNNING:
-            self.statuses["model"] = replace(status, detail=message.text)
-            self._show_status(self.statuses["model"])
+        if info is not None:
+            self.post_message(ModelUpdate(info))
 
     # -- actions -----------------------------------------------------------------------------------
     @property
@@ -544,13 +324,7 @@ class RtfdApp(App[int]):
         if self.stopping:
             return action == "quit"
         if action in ("toggle_generator", "rate"):
-            gen = self.statuses.get("generator")
-            usable = (
-                self.supervisor.generator is not None
-                and gen is not None
-                and (gen.state == State.RUNNING)
-            )
-            return True if usable else None
+            return True if self.stats.is_up("generator") else None
         if action == "retrain":
             return None if self.training_now or self.starting else True
         return True
@@ -559,34 +333,16 @@ class RtfdApp(App[int]):
         self._generator_call("toggle")
 
     def action_rate(self, direction: int) -> None:
-        gen = self.supervisor.generator
-        current = self._target_rate or float(getattr(gen, "rate", 0) or 0)
+        info = self.supervisor.generator_info()
+        current = self._target_rate or (info.rate if info else 0.0)
         self._target_rate = next_rate(current, up=direction > 0)
         self._generator_call("rate", self._target_rate)
 
     @work(thread=True, exclusive=False, exit_on_error=False, group="generator")
     def _generator_call(self, what: str, rate: float = 0.0) -> None:
-        try:
-            if what == "toggle":
-                on = self.supervisor.toggle_generator()
-                self.post_message(
-                    NoticePosted("information", "generator resumed" if on else "generator paused")
-                )
-            else:
-                applied = self.supervisor.set_generator_rate(rate)
-                if applied < rate:
-                    self.post_message(
-                        NoticePosted(
-                            "warning",
-                            f"rate held at {applied:,.0f} tx/s: more would need more cards "
-                            "than generator_max_cards",
-                        )
-                    )
-        except RtfdError as e:
-            self.post_message(NoticePosted("warning", e.message))
-        except Exception as e:
-            log.exception("generator control failed")
-            self.post_message(NoticePosted("error", f"generator: {e}"))
+        level, text = control.generator_control(self.supervisor, what, rate)
+        if text:
+            self.post_message(NoticePosted(level, text))
 
     def action_retrain(self) -> None:
         if self.training_now:
@@ -598,16 +354,8 @@ class RtfdApp(App[int]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="train")
     def _retrain(self) -> None:
-        try:
-            result = self.supervisor.retrain()
-        except RtfdError as e:
-            self.post_message(RetrainDone(error=e.message))
-            return
-        except Exception as e:
-            log.exception("retrain failed")
-            self.post_message(RetrainDone(error=f"{type(e).__name__}: {e}"))
-            return
-        self.post_message(RetrainDone(result=result))
+        result, error = control.retrain(self.supervisor)
+        self.post_message(RetrainDone(result=result, error=error))
 
     @on(RetrainDone)
     @while_running
@@ -617,7 +365,7 @@ class RtfdApp(App[int]):
         if message.error:
             log.warning("retrain failed: %s", message.error)
             self.notify(message.error, title="Retrain failed", severity="error", timeout=15)
-        else:
+        elif message.result is not None:
             text = describe_training(message.result)
             log.info("retrain finished: %s", text)
             self.notify(text, title="Retrain finished", timeout=15)
@@ -626,14 +374,7 @@ class RtfdApp(App[int]):
 
     def action_tab(self, name: str) -> None:
         self.query_one(TabbedContent).active = name
-        target = {
-            "live": "#scored",
-            "query": "#sql",
-            "models": "#versions",
-            "logs": "#log",
-            "monitor": "#psi",
-        }[name]
-        self.query_one(target).focus()
+        self.query_one(TAB_FOCUS[name]).focus()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -644,62 +385,12 @@ class RtfdApp(App[int]):
         self.refresh_bindings()
 
 
-def describe_training(result: Any) -> str:
-    """'v0004 · avg prec 0.912 · ROC AUC 0.991 · promoted' from a training result."""
-    version = field(result, "version", "new model")
-    metrics = field(result, "metrics") or {}
-    parts = [str(version)]
-    for label, name in (
-        ("avg prec", "average_precision"),
-        ("ROC AUC", "auc_roc"),
-        ("precision", "precision"),
-        ("recall", "recall"),
-    ):
-        value = field(metrics, name)
-        if number(value) is not None:
-            parts.append(f"{label} {fmt_metric(value)}")
-    promoted = field(result, "promoted")
-    if promoted is not None:
-        decision = field(result, "decision")
-        if promoted:
-            parts.append("promoted: the stream switches to it")
-        else:
-            parts.append(f"kept the champion ({decision})" if decision else "kept the champion")
-    return " · ".join(parts)
-
-
 def run_app(settings: Settings, *, with_stream: bool = True, with_generator: bool = True) -> int:
-    """Run the console over a real supervisor; make sure everything is stopped afterwards.
-
-    The app runs on a loop of our own so that, once the screen is gone, worker threads still
-    busy (a start-up step or a retrain cannot be interrupted) are waited for here, with a line
-    on the console saying so, and whatever a late start-up step brought up is stopped too.
-    """
-    import asyncio
-    import sys
-
+    """Run the console over a real supervisor (:func:`rtfd.tui.control.run_console` makes sure
+    everything is stopped afterwards)."""
     from rtfd.supervisor import Supervisor
 
     supervisor = Supervisor(
         settings, with_stream=with_stream, with_generator=with_generator, console=False
     )
-    app = RtfdApp(settings, supervisor)
-    loop = asyncio.new_event_loop()
-    try:
-        code = app.run(loop=loop)
-    finally:
-        log.info("console closed")
-        try:
-            if not app.start_finished.is_set():
-                print("rtfd: waiting for the start-up step in progress to end…", file=sys.stderr)
-                app.start_finished.wait()
-            if not app.stopped_cleanly:
-                # The app ended some other way (a crash, a forced exit, a late start-up step).
-                supervisor.stop(timeout=STOP_TIMEOUT_S)
-            if supervisor.training:
-                print("rtfd: waiting for the training to stop…", file=sys.stderr)
-            loop.run_until_complete(loop.shutdown_default_executor())
-            log.info("worker threads finished")
-        finally:
-            loop.close()
-    return int(code or 0)
+    return control.run_console(RtfdApp(settings, supervisor), supervisor)

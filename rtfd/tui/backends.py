@@ -7,45 +7,59 @@ imported lazily: none of them is needed to draw the screen.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rtfd.tui.format import ModelRow, number
+from rtfd.tui.alerts import AlertsCallback, StateCallback
+from rtfd.tui.format import ModelRow
 
 if TYPE_CHECKING:
+    from rtfd.components import ComponentStatus, GeneratorInfo, ModelInfo
     from rtfd.config import Settings
     from rtfd.ml.registry import Promotion
     from rtfd.query.labels import AnalystDecision
-    from rtfd.supervisor import ComponentStatus, Event
+    from rtfd.ml.train import TrainResult
+    from rtfd.supervisor import Event
 
 log = logging.getLogger(__name__)
 
 
 class SupervisorLike(Protocol):
-    """The part of :class:`rtfd.supervisor.Supervisor` the TUI uses."""
+    """The part of :class:`rtfd.supervisor.Supervisor` the TUI uses: control methods, typed
+    snapshots and events; never the components themselves."""
 
     settings: Settings
-    broker: Any
-    generator: Any
-    stream: Any
 
     def subscribe(self, fn: Callable[[Event], None]) -> None: ...
     def start(self) -> None: ...
     def stop(self, timeout: float = 15.0) -> None: ...
     def toggle_generator(self) -> bool: ...
     def set_generator_rate(self, rate: float) -> float: ...
-    def retrain(self, *, mode: str | None = None, algo: str | None = None) -> Any: ...
+    def retrain(self, *, mode: str | None = None, algo: str | None = None) -> TrainResult: ...
     def statuses(self) -> dict[str, ComponentStatus]: ...
-    def model_summary(self, version: str | None = None) -> str: ...
-    def generator_summary(self) -> str: ...
+    def model_info(self) -> ModelInfo | None: ...
+    def generator_info(self) -> GeneratorInfo | None: ...
+    def client_config(self) -> dict[str, str]: ...
     def publish_label(self, decision: AnalystDecision) -> dict[str, Any]: ...
 
     @property
     def training(self) -> bool: ...
+
+
+class ConsoleLike(Protocol):
+    """What the panels need of the app: its settings, backends and supervisor (a Protocol, so
+    the panels do not import the app that composes them)."""
+
+    settings: Settings
+    services: Services
+    supervisor: SupervisorLike
+
+    @property
+    def training_now(self) -> bool: ...
+    def model_changed(self) -> None: ...
 
 
 class QueryResultLike(Protocol):
@@ -79,8 +93,6 @@ class AlertFeedLike(Protocol):
     def stop(self, timeout: float = 3.0) -> None: ...
 
 
-AlertsCallback = Callable[[list[dict[str, Any]]], None]
-StateCallback = Callable[[bool, str], None]
 AlertFeedFactory = Callable[[dict[str, str], AlertsCallback, StateCallback], AlertFeedLike]
 
 
@@ -107,70 +119,35 @@ class ModelCatalog:
     summary: str = ""
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _describe(registry: Any, version: str, models_dir: Path) -> dict[str, Any]:
-    """What the panel shows of one version, from small JSON files only (nothing unpickled).
-
-    The manifest is read through the registry, which checks its digest: a tampered version
-    shows with a note instead of metrics that may be lies.
-    """
-    info: dict[str, Any] = {}
-    manifest = getattr(registry, "manifest", None)
-    if callable(manifest):
-        try:
-            doc = manifest(version)
-        except Exception as e:  # one unreadable version must not hide the others
-            return {"note": getattr(e, "message", str(e))}
-        info.update({k: doc.get(k) for k in ("created_at", "mode", "algo") if doc.get(k)})
-    vdir = models_dir / version
-    threshold = _read_json(vdir / "threshold.json")
-    info.setdefault("mode", threshold.get("mode"))
-    info.setdefault("algo", threshold.get("algo"))
-    info["threshold"] = threshold.get("threshold")
-    info["metrics"] = _read_json(vdir / "metrics.json")
-    return info
-
-
 def load_model_catalog(settings: Settings) -> ModelCatalog:
-    """Read every version's metadata from the registry (blocking: call from a worker)."""
+    """Every version as the model panel shows it, through the registry's read API (blocking:
+    call from a worker). A version that cannot be read shows with a note instead of figures."""
     from rtfd.ml.registry import Registry
 
-    models_dir = settings.models_dir
-    registry = Registry(models_dir)
-    current = registry.current()
+    registry = Registry(settings.models_dir)
     try:
         promotions = {p.version: p for p in registry.promotions()}  # a version's latest one
     except Exception as e:  # an unreadable history.json must not hide the versions
         log.warning("model panel: promotions not shown: %s", e)
         promotions = {}
     rows = []
-    for version in reversed(registry.versions()):
-        info = _describe(registry, version, models_dir)
-        metrics = info.get("metrics")
-        created = info.get("created_at") or "-"
-        decided_by, promotion = promotion_texts(promotions.get(version))
+    for info in registry.catalog():
+        decided_by, promotion = promotion_texts(promotions.get(info.version))
         rows.append(
             ModelRow(
-                version=version,
-                live=version == current,
-                algo=str(info.get("algo") or "-"),
-                mode=str(info.get("mode") or "-"),
-                threshold=number(info.get("threshold")),
-                metrics=metrics if isinstance(metrics, Mapping) else {},
-                created=str(created)[:19].replace("T", " "),
-                note=str(info.get("note", "")),
+                version=info.version,
+                live=info.live,
+                algo=info.algo or "-",
+                mode=info.mode or "-",
+                threshold=info.threshold,
+                metrics=info.metrics,
+                created=(info.created_at or "-")[:19].replace("T", " "),
+                note=info.note,
                 decided_by=decided_by,
                 promotion=promotion,
             )
         )
-    return ModelCatalog(rows, current)
+    return ModelCatalog(rows, registry.current())
 
 
 def promotion_texts(promotion: Promotion | None) -> tuple[str, str]:

@@ -12,9 +12,12 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from rtfd.ml.train import TrainResult
 
 #: Rates the +/- keys step through (tx/s): a ladder is easier to use than fixed increments.
 RATE_STEPS: tuple[float, ...] = (
@@ -239,3 +242,23 @@ class ModelRow:
             if value is not None:
                 return value
         return None
+
+
+def describe_training(result: TrainResult) -> str:
+    """'v0004 · avg prec 0.912 · ROC AUC 0.991 · promoted…' from a training result."""
+    parts = [result.version]
+    for label, name in (
+        ("avg prec", "average_precision"),
+        ("ROC AUC", "auc_roc"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+    ):
+        value = result.metrics.get(name)
+        if number(value) is not None:
+            parts.append(f"{label} {fmt_metric(value)}")
+    if result.promoted:
+        parts.append("promoted: the stream switches to it")
+    else:
+        decision = result.decision
+        parts.append(f"kept the champion ({decision})" if decision else "kept the champion")
+    return " · ".join(parts)

@@ -8,16 +8,17 @@ time, so a flood cannot fill Textual's queue; the handler drains the whole buffe
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from textual.message import Message
 
 from rtfd.supervisor import (
     ComponentChanged,
-    ComponentStatus,
     Event,
+    ModelLive,
     Notice,
     StreamProgressEvent,
     TrainingProgress,
@@ -26,9 +27,24 @@ from rtfd.supervisor import (
 if TYPE_CHECKING:
     from textual.message_pump import MessagePump
 
+    from rtfd.components import ComponentStatus, ModelInfo
+    from rtfd.ml.train import TrainResult
     from rtfd.tui.backends import ModelCatalog, QueryResultLike
 
 T = TypeVar("T")
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+def while_running(handler: Handler) -> Handler:
+    """Skip a message handler once the app is shutting down (its widgets may be gone)."""
+
+    @functools.wraps(handler)
+    def wrapper(self: Any, *args: Any) -> Any:
+        if not self.is_running:
+            return None
+        return handler(self, *args)
+
+    return cast("Handler", wrapper)
 
 
 class Inbox(Generic[T]):
@@ -75,12 +91,13 @@ class ProgressReady(Message):
 
 
 class TrainingUpdate(Message):
-    """Training progress (only the newest matters, so it replaces a pending one)."""
+    """Training progress (only the newest matters, so it replaces a pending one), in
+    :data:`rtfd.ml.progress.Progress`'s terms."""
 
-    def __init__(self, fraction: float | None, phase: str) -> None:
+    def __init__(self, message: str, fraction: float | None) -> None:
         super().__init__()
+        self.message = message
         self.fraction = fraction  # None: this step's share of the work is unknown
-        self.phase = phase
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, TrainingUpdate)
@@ -97,7 +114,11 @@ class NoticePosted(Message):
 
 # -- alert consumer ----------------------------------------------------------------------------
 class AlertsReady(Message):
-    """Alerts wait in the alerts inbox."""
+    """Alerts wait in ``inbox``."""
+
+    def __init__(self, inbox: Inbox[dict[str, Any]]) -> None:
+        super().__init__()
+        self.inbox = inbox
 
 
 class AlertFeedState(Message):
@@ -121,18 +142,18 @@ class StopDone(Message):
 
 
 class RetrainDone(Message):
-    def __init__(self, result: Any = None, error: str | None = None) -> None:
+    def __init__(self, result: TrainResult | None = None, error: str | None = None) -> None:
         super().__init__()
         self.result = result
         self.error = error
 
 
-class ModelSummary(Message):
-    """The live model's one-line summary, re-read after a change outside the supervisor."""
+class ModelUpdate(Message):
+    """The live model: at start, after a retrain, or re-read after a rollback."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, info: ModelInfo) -> None:
         super().__init__()
-        self.text = text
+        self.info = info
 
 
 class ScoredRows(Message):
@@ -187,25 +208,28 @@ class LogLines(Message):
 class Bridge:
     """The one thread-safe facade between backend threads and the app: it only posts messages."""
 
-    def __init__(self, target: MessagePump) -> None:
+    def __init__(self, target: MessagePump, alerts_to: MessagePump | None = None) -> None:
+        """Supervisor events go to ``target``; the alert feed's to ``alerts_to`` (the panel
+        that shows them), or to ``target`` too."""
         self._target = target
-        self.progress: Inbox[Any] = Inbox(lambda: target.post_message(ProgressReady()), cap=600)
+        self._alerts_to = feed = alerts_to or target
+        self.progress: Inbox[StreamProgressEvent] = Inbox(
+            lambda: target.post_message(ProgressReady()), cap=600
+        )
         self.alerts: Inbox[dict[str, Any]] = Inbox(
-            lambda: target.post_message(AlertsReady()), cap=2000
+            lambda: feed.post_message(AlertsReady(self.alerts)), cap=2000
         )
 
     def __call__(self, event: Event) -> None:
         """Supervisor subscriber (called from its threads)."""
         if isinstance(event, StreamProgressEvent):
-            self.progress.put(event.progress)
+            self.progress.put(event)
         elif isinstance(event, ComponentChanged):
             self._target.post_message(ComponentUpdate(event.status))
+        elif isinstance(event, ModelLive):
+            self._target.post_message(ModelUpdate(event.info))
         elif isinstance(event, TrainingProgress):
-            fraction, phase = event.fraction, event.phase
-            if not isinstance(fraction, int | float) and isinstance(phase, int | float):
-                # rtfd.ml's callbacks are (message, fraction): accept either order.
-                fraction, phase = phase, fraction
-            self._target.post_message(TrainingUpdate(fraction, str(phase)))
+            self._target.post_message(TrainingUpdate(event.message, event.fraction))
         elif isinstance(event, Notice):
             self._target.post_message(NoticePosted(event.level, event.message))
 
@@ -213,4 +237,4 @@ class Bridge:
         self.alerts.put(*alerts)
 
     def on_alert_state(self, ok: bool, detail: str) -> None:
-        self._target.post_message(AlertFeedState(ok, detail))
+        self._alerts_to.post_message(AlertFeedState(ok, detail))

@@ -23,7 +23,7 @@ from rtfd.errors import RtfdError
 if TYPE_CHECKING:
     from rtfd.config import Settings
     from rtfd.monitor.report import MonitorReport
-    from rtfd.tui.app import RtfdApp
+    from rtfd.tui.backends import ConsoleLike
 
 ReportLoader = Callable[["Settings"], "MonitorReport"]
 
@@ -82,8 +82,8 @@ class MonitorPanel(Vertical):
         self._timer: Timer | None = None
 
     @property
-    def rtfd(self) -> RtfdApp:
-        return cast("RtfdApp", self.app)
+    def rtfd(self) -> ConsoleLike:
+        return cast("ConsoleLike", self.app)
 
     def compose(self) -> ComposeResult:
         yield Label("Monitor · drift, alerts and precision of the live model", id="monitor-title")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
@@ -24,26 +25,41 @@ from rtfd.tui.format import (
     fmt_metric,
     fmt_ms,
     fmt_rate,
+    number,
     result_cells,
 )
-from rtfd.tui.messages import CatalogLoaded, ExportDone, LogLines, QueryDone, QueryFailed
+from rtfd.tui.messages import (
+    AlertFeedState,
+    AlertsReady,
+    CatalogLoaded,
+    ExportDone,
+    LogLines,
+    QueryDone,
+    QueryFailed,
+    ScoredRows,
+    while_running,
+)
 from rtfd.tui.triage import CaseBook
 from rtfd.tui.widgets import AlertsTable, MetricChart, ScoredTable
 
 if TYPE_CHECKING:
-    from rtfd.tui.app import RtfdApp
-    from rtfd.tui.backends import ModelCatalog, QueryBackend
+    from rtfd.tui.backends import ConsoleLike, ModelCatalog, QueryBackend
+    from rtfd.tui.live_stats import LiveStats, ProgressBatch, ScoredPoller
+
+log = logging.getLogger(__name__)
 
 SCORED_CAP = 200
 ALERTS_CAP = 200
 ALERT_IDS_REMEMBERED = 5000
+SCORED_POLL_S = 2.0
 
 
 class LivePanel(Vertical):
     """Scored transactions, the alerts feed and the throughput/latency/alert-rate charts."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, stats: LiveStats, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.stats = stats
         self.scored: deque[Mapping[str, Any]] = deque(maxlen=SCORED_CAP)
         self.alerts: deque[Mapping[str, Any]] = deque(maxlen=ALERTS_CAP)
         self._seen_ids: deque[str] = deque(maxlen=ALERT_IDS_REMEMBERED)
@@ -116,7 +132,7 @@ class LivePanel(Vertical):
         """Analysts' verdicts of earlier sessions, from the labels table (once, at start)."""
         from rtfd.tui.triage import load_decisions
 
-        app = cast("RtfdApp", self.app)
+        app = cast("ConsoleLike", self.app)
         try:
             service = app.services.query_service(app.settings)
         except Exception:
@@ -143,18 +159,33 @@ class LivePanel(Vertical):
             return
         from rtfd.tui.case import CaseScreen
 
-        app = cast("RtfdApp", self.app)
+        app = cast("ConsoleLike", self.app)
         screen = CaseScreen(
             self.alerts[event.cursor_row],
             self.cases,
             publish=app.supervisor.publish_label,
             query_service=lambda: app.services.query_service(app.settings),
         )
-        app.push_screen(screen, lambda _: self.show_alert_states())
+        self.app.push_screen(screen, lambda _: self.show_alert_states())
+
+    @on(AlertsReady)
+    @while_running
+    def _alerts_ready(self, message: AlertsReady) -> None:
+        alerts = message.inbox.drain()
+        if alerts:
+            live = self.add_alerts(alerts)
+            self.stats.add_alerts(live, number(field(alerts[-1], "threshold")))
+
+    @on(AlertFeedState)
+    @while_running
+    def _alert_feed_state(self, message: AlertFeedState) -> None:
+        self.feed_state(message.ok, message.detail)
 
     def feed_state(self, ok: bool, detail: str) -> None:
         """Mark the alerts title red, with the reason, while the consumer cannot read."""
         self._feed_problem = None if ok else detail
+        if not ok:
+            log.info("alert feed: %s", detail)
         self.alerts_title.set_class(not ok, "-failed")
         self._alerts_heading()
 
@@ -169,6 +200,42 @@ class LivePanel(Vertical):
 
     def chart(self, name: str) -> MetricChart:
         return self.charts[name]
+
+    def show_progress(self, batch: ProgressBatch) -> None:
+        """Chart a batch of stream progress; show the scored rows it carries."""
+        self.chart("throughput").push(*batch.throughput)
+        self.chart("latency").push(*batch.latency_p99_ms)
+        if batch.recent:
+            self.add_scored(batch.recent)
+
+    # -- scored rows from the lake, when the stream's progress carries none ----------------------
+    def poll_scored(
+        self, poller: ScoredPoller, *, wanted: Callable[[], bool], ended: Callable[[], bool]
+    ) -> None:
+        """Every :data:`SCORED_POLL_S`, read the newest scored rows while ``wanted()`` (in a
+        worker, one poll at a time: each schedules the next); stop for good once ``ended()``."""
+        self._poller, self._poll_wanted, self._poll_ended = poller, wanted, ended
+        self.set_timer(SCORED_POLL_S, self._maybe_poll)
+
+    def _maybe_poll(self) -> None:
+        if self._poll_ended():
+            return
+        if not self._poll_wanted():
+            self.set_timer(SCORED_POLL_S, self._maybe_poll)
+            return
+        self._poll()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="scored-poll")
+    def _poll(self) -> None:
+        self.post_message(ScoredRows(self._poller.poll()))
+
+    @on(ScoredRows)
+    @while_running
+    def _scored(self, message: ScoredRows) -> None:
+        if message.rows:
+            self.add_scored(message.rows)
+        if not self._poll_ended():
+            self.set_timer(SCORED_POLL_S, self._maybe_poll)
 
 
 class QueryPanel(Horizontal):
@@ -189,8 +256,8 @@ class QueryPanel(Horizontal):
         self.running = False
 
     @property
-    def rtfd(self) -> RtfdApp:
-        return cast("RtfdApp", self.app)
+    def rtfd(self) -> ConsoleLike:
+        return cast("ConsoleLike", self.app)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="examples-box", classes="box"):
@@ -345,8 +412,8 @@ class ModelPanel(Vertical):
         self.rolling_back = False
 
     @property
-    def rtfd(self) -> RtfdApp:
-        return cast("RtfdApp", self.app)
+    def rtfd(self) -> ConsoleLike:
+        return cast("ConsoleLike", self.app)
 
     def compose(self) -> ComposeResult:
         yield Label("Model registry · ● live · r retrain · b roll back", id="models-title")

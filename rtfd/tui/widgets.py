@@ -4,21 +4,29 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, Sparkline, Static
 
+from rtfd.components import ComponentStatus, State
 from rtfd.tui.format import (
     field,
     fmt_amount,
+    fmt_int,
+    fmt_rate,
     fmt_time,
     number,
     reasons_text,
     score_text,
+    stream_summary,
 )
+
+if TYPE_CHECKING:
+    from rtfd.components import GeneratorInfo
+    from rtfd.tui.live_stats import LiveStats
 
 STATES = ("starting", "running", "degraded", "stopped", "failed")
 
@@ -69,6 +77,47 @@ class StatusBar(Vertical):
 
     def badge(self, name: str) -> Badge:
         return self.badges[name]
+
+    def show(self, status: ComponentStatus, stats: LiveStats) -> None:
+        """The broker, model or stream: its state and detail (the stream's from its batches)."""
+        if status.name == "stream":
+            self.show_stream(status, stats)
+        elif status.name in ("broker", "model"):
+            self.badges[status.name].show(status.state.value, status.detail or status.state.value)
+
+    def show_stream(self, status: ComponentStatus, stats: LiveStats) -> None:
+        """The stream: its last batch while it runs, idle when Spark has gone quiet."""
+        state = status.state.value
+        idle = stats.stream_idle_s()
+        if idle is not None:
+            text = f"0 rows/s · idle: no batch for {idle:.0f} s"
+        elif status.state == State.RUNNING and stats.latest_progress is not None:
+            text = stream_summary(stats.latest_progress)
+            if stats.skipping:
+                state = "degraded"  # transactions the stream will never score
+        else:
+            text = status.detail or state
+        self.badges["stream"].show(state, text)
+
+    def show_generator(self, status: ComponentStatus | None, info: GeneratorInfo | None) -> None:
+        """The generator: its rate and what it actually sends while it runs."""
+        state = status.state.value if status else "stopped"
+        if info is None or status is None or status.state != State.RUNNING:
+            text = (status.detail if status else "") or state
+        else:
+            text = info.summary()
+            if not info.paused and info.actual_rate is not None:
+                text += f" · sent {fmt_rate(info.actual_rate)}"
+            if info.cards_pending:
+                text += f" · drawing {fmt_int(info.cards_pending)} cards"
+            if info.failed:
+                text += f" · {fmt_int(info.failed)} failed"
+            if info.paused:
+                state = "degraded"
+        self.badges["generator"].show(state, text)
+
+    def show_dlq(self, dead_letters: int) -> None:
+        self.badges["dlq"].show("degraded" if dead_letters else "running", fmt_int(dead_letters))
 
 
 class TrainingBar(Horizontal):

@@ -10,21 +10,21 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from rtfd.components import ComponentStatus, GeneratorInfo, ModelInfo, State
 from rtfd.config import Settings
 from rtfd.errors import BrokerUnavailable, RtfdError
 from rtfd.supervisor import (
     COMPONENTS,
     ComponentChanged,
-    ComponentStatus,
     Event,
+    ModelLive,
     Notice,
-    State,
     StreamProgressEvent,
     TrainingProgress,
 )
@@ -124,10 +124,10 @@ class FakeSupervisor:
         self.set("model", State.STARTING, "checking the registry")
         for i in range(self.bootstrap_steps):
             fraction = (i + 1) / (self.bootstrap_steps + 1)
-            self.emit(TrainingProgress(fraction, f"bootstrap step {i + 1}"))
+            self.emit(TrainingProgress(f"bootstrap step {i + 1}", fraction))
         if self.start_gate is not None:
             self.start_gate.wait(10)
-        self.set("model", State.RUNNING, self.model_summary())
+        self.model_live()
         self.stream = object()
         self.set("stream", State.RUNNING, "query running")
         self.generator = FakeGenerator(self.settings.generator_rate)
@@ -140,14 +140,30 @@ class FakeSupervisor:
             self.set(name, State.STOPPED)
 
     # -- controls -----------------------------------------------------------------------------
-    def model_summary(self, version: str | None = None) -> str:
-        return f"{version or self.model_version} xgboost supervised thr 0.420"
+    def model_info(self) -> ModelInfo | None:
+        return ModelInfo(self.model_version, "xgboost", "supervised", 0.42)
 
-    def generator_summary(self) -> str:
+    def model_live(self) -> None:
+        info = self.model_info()
+        assert info is not None
+        self.set("model", State.RUNNING, info.summary())
+        self.emit(ModelLive(info))
+
+    def generator_info(self) -> GeneratorInfo | None:
         gen = self.generator
         if gen is None:
-            return "off"
-        return f"{'paused' if gen.paused else 'on'} {gen.rate:g} tx/s"
+            return None
+        stats = gen.stats()
+        return GeneratorInfo(gen.rate, gen.paused, actual_rate=stats.actual_rate, failed=0)
+
+    def generator_summary(self) -> str:
+        info = self.generator_info()
+        return "off" if info is None else info.summary()
+
+    def client_config(self) -> dict[str, str]:
+        if self.broker is not None:
+            return dict(self.broker.client_config())
+        return {"bootstrap.servers": "127.0.0.1:9092"}
 
     def toggle_generator(self) -> bool:
         self.calls.append("toggle_generator")
@@ -171,16 +187,17 @@ class FakeSupervisor:
         try:
             self.calls.append("retrain")
             self.emit(Notice("information", "retraining started"))
-            self.emit(TrainingProgress(0.3, "building features"))
+            self.emit(TrainingProgress("building features", 0.3))
             if self.retrain_gate is not None:
                 self.retrain_gate.wait(10)
-            self.emit(TrainingProgress(0.9, "evaluating"))
+            self.emit(TrainingProgress("evaluating", 0.9))
             number = int(self.model_version[1:]) + 1
             self.model_version = f"v{number:04d}"
-            self.set("model", State.RUNNING, self.model_summary())
+            self.model_live()
             return SimpleNamespace(
                 version=self.model_version,
                 promoted=True,
+                decision="the challenger wins",
                 metrics={"average_precision": 0.912, "auc_roc": 0.991},
             )
         finally:
@@ -199,7 +216,7 @@ class FakeSupervisor:
     # -- test helpers -------------------------------------------------------------------------
     def progress(self, **overrides: Any) -> None:
         """Emit one progress record: the stream's real ``StreamProgress`` with these fields
-        changed (``recent`` rows, which the real stream does not send, make it a namespace)."""
+        changed, and ``recent`` scored rows with it (which the real stream does not send)."""
         from rtfd.stream.progress import StreamProgress
 
         recent = overrides.pop("recent", None)
@@ -221,11 +238,7 @@ class FakeSupervisor:
             offsets_behind=0,
             model_version="v0002",
         )
-        record = replace(record, **overrides)
-        if recent is None:
-            self.emit(StreamProgressEvent(record))
-        else:
-            self.emit(StreamProgressEvent(SimpleNamespace(**asdict(record), recent=recent)))
+        self.emit(StreamProgressEvent(replace(record, **overrides), tuple(recent or ())))
 
 
 def scored_rows(n: int, *, seed: int = 7, start: datetime = T0) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ async def test_start_brings_every_component_up_and_shows_it(
         assert app.statuses["stream"].state == State.RUNNING
         feed = FakeAlertFeed.instances[0]
         assert feed.started and feed.config == {"bootstrap.servers": "127.0.0.1:9092"}
-        assert app.threshold == pytest.approx(0.42)
+        assert app.stats.threshold == pytest.approx(0.42)
 
 
 async def test_bootstrap_training_shows_progress_and_blocks_retrain(settings: Settings) -> None:
@@ -321,9 +321,9 @@ async def test_quit_during_start_up_waits_briefly_then_stops_again(settings: Set
 async def test_a_start_up_step_that_outlasts_the_wait_is_left_to_run_app(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rtfd.tui.app as app_module
+    from rtfd.tui import control
 
-    monkeypatch.setattr(app_module, "START_WAIT_S", 0.1)
+    monkeypatch.setattr(control, "START_WAIT_S", 0.1)
     gate = threading.Event()
     supervisor = FakeSupervisor(settings, start_gate=gate)
     app = make_app(settings, supervisor)
@@ -355,13 +355,13 @@ async def test_sigterm_takes_the_graceful_path(
 async def test_a_stream_without_batches_shows_idle_and_zero_input(
     settings: Settings, supervisor: FakeSupervisor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rtfd.tui.app as app_module
+    from rtfd.tui import live_stats
 
     class FastTick(RecordingApp):
         TICK_S = 0.05
 
     # Long enough that a loaded CI machine still sees the batch before it turns idle.
-    monkeypatch.setattr(app_module, "STREAM_IDLE_S", 2.0)
+    monkeypatch.setattr(live_stats, "STREAM_IDLE_S", 2.0)
     app = FastTick(settings, supervisor, services=fake_services(FakeRegistry()))
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, app)

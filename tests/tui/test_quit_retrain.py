@@ -68,7 +68,7 @@ class HeldSupervisor(Supervisor):
         self.subscribe(self._hold)
 
     def _hold(self, event: Event) -> None:
-        fit = isinstance(event, TrainingProgress) and event.phase.startswith("boosting round")
+        fit = isinstance(event, TrainingProgress) and event.message.startswith("boosting round")
         if fit and not self.fitting.is_set():
             self.fitting.set()
             self.stopped.wait(30)

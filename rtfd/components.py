@@ -1,0 +1,88 @@
+"""The typed seam between the appliance and whoever shows it (the TUI, ``rtfd up``).
+
+The supervisor runs each moving part (broker, stream, generator) behind one small
+:class:`Component` protocol and reports it as a :class:`ComponentStatus`. What the screen shows
+of the model and the generator travels as frozen snapshots (:class:`ModelInfo`,
+:class:`GeneratorInfo`; the stream's own :class:`~rtfd.stream.progress.StreamProgress`), never as
+a string one side formats and the other parses back, nor as a live object probed with
+``getattr``. This module imports nothing heavy, so both sides can use it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class State(StrEnum):
+    """Life cycle of one component."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    DEGRADED = "degraded"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """What the status bar shows about one component."""
+
+    name: str
+    state: State
+    detail: str = ""
+    since: float = field(default_factory=time.time)
+
+
+@runtime_checkable
+class Component(Protocol):
+    """A part of the appliance the supervisor starts, watches and stops.
+
+    ``start`` blocks until the part is up or raises :class:`~rtfd.errors.RtfdError`; ``stop``
+    returns within ``timeout``; ``health`` is cheap (the watchdog asks every few seconds) and
+    never raises: a part that cannot answer is FAILED with a reason.
+    """
+
+    name: str
+
+    def start(self) -> None: ...
+    def stop(self, timeout: float) -> None: ...
+    def health(self) -> ComponentStatus: ...
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The live model as the status bar and the live panel need it: the threshold is a number
+    here, so nobody parses it back out of :meth:`summary`."""
+
+    version: str
+    algo: str = "?"
+    mode: str = "?"
+    threshold: float | None = None
+    #: Why the version could not be read (tampered, missing file); empty when it could.
+    note: str = ""
+
+    def summary(self) -> str:
+        """'v0003 xgboost supervised thr 0.420' (or 'v0003 (why not)') for the status bar."""
+        if self.note or self.threshold is None:
+            return f"{self.version} ({self.note or 'no threshold'})"
+        return f"{self.version} {self.algo} {self.mode} thr {self.threshold:.3f}"
+
+
+@dataclass(frozen=True)
+class GeneratorInfo:
+    """A snapshot of the live generator: its settings and what it has actually done."""
+
+    rate: float
+    paused: bool = False
+    cards: int = 0  # simulated cards active (0 for a file replay)
+    actual_rate: float | None = None  # tx/s sent over the last few seconds
+    cards_pending: int = 0  # cards being drawn for a higher rate
+    failed: int = 0  # deliveries the broker refused
+
+    def summary(self) -> str:
+        """'on 200 tx/s, 10,000 cards' for the status bar."""
+        cards = f", {self.cards:,} cards" if self.cards else ""
+        return f"{'paused' if self.paused else 'on'} {self.rate:g} tx/s{cards}"
