@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from rtfd.broker.base import Broker
     from rtfd.broker.labels import LabelPublisher
     from rtfd.generator.live import LiveGenerator
-    from rtfd.query.labels import AnalystDecision
     from rtfd.ml.train import TrainResult
+    from rtfd.query.labels import AnalystDecision
     from rtfd.stream.progress import StreamProgress
     from rtfd.stream.runner import RunnerState, StreamRunner
 
@@ -94,7 +94,7 @@ class Notice:
 
 @dataclass(frozen=True)
 class TrainingProgress:
-    """Event: progress of a training, in :data:`rtfd.ml.progress.Progress`'s own terms: what
+    """Event: progress of a training, in :data:`rtfd.progress.Progress`'s own terms: what
     it is doing, and the fraction of the whole run done (None when unknown)."""
 
     message: str
@@ -368,7 +368,7 @@ class Supervisor:
         self._emit(ComponentChanged(status))
 
     def _progress(self, component: str) -> Callable[[str, float | None], None]:
-        """A :data:`rtfd.ml.progress.Progress` that reports a training as events."""
+        """A :data:`rtfd.progress.Progress` that reports a training as events."""
 
         def progress(message: str, fraction: float | None) -> None:
             if component:

@@ -90,9 +90,9 @@ def run_report(progress: Callable[[str, float | None], None], *, tune: bool) -> 
     from rtfd.generator.history import write_history
     from rtfd.ml.backtest import BacktestResult, run_backtest
     from rtfd.ml.data import read_transactions, simulated_history
-    from rtfd.ml.progress import scaled
     from rtfd.ml.registry import library_versions
     from rtfd.ml.tuning import TuneSpec
+    from rtfd.progress import scaled
 
     started = time.monotonic()
     defaults = Settings()  # the CLI's defaults, whatever the local config file says
@@ -533,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.render_only:
-        from rtfd.ml.progress import StderrProgress
+        from rtfd.progress import StderrProgress
 
         started = time.monotonic()
         report = run_report(StderrProgress("report", min_interval_s=5.0), tune=args.tune)

@@ -169,7 +169,8 @@ def _offline(args: argparse.Namespace, settings: Settings) -> int:
 
     shown = [-1.0]
 
-    def progress(frac: float) -> None:
+    def progress(message: str, fraction: float | None) -> None:
+        frac = fraction or 0.0
         # On a terminal the bar is redrawn in place; in a log, a line per quarter is enough.
         if not sys.stderr.isatty() and frac < 1.0 and frac - shown[0] < 0.25:
             return

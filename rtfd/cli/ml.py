@@ -132,7 +132,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _progress(name: str) -> Any:
-    from rtfd.ml.progress import StderrProgress
+    from rtfd.progress import StderrProgress
 
     return StderrProgress(f"rtfd {name}")
 
@@ -207,7 +207,6 @@ def _expected_line(m: dict[str, Any]) -> str:
 
 
 def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
-    from rtfd.errors import ArtifactError
     from rtfd.ml.registry import PROMOTION_RULE, Registry
 
     registry = Registry(settings.models_dir)
@@ -217,17 +216,17 @@ def cmd_models_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"no model in {settings.models_dir} (run `rtfd train`)")
         return 0
     print(f"{'':2}{'version':9}{'algo':9}{'mode':14}{'AP':>8}{'AUC':>8}{'threshold':>11}  created")
-    for v in versions:
-        try:
-            doc = registry.manifest(v)
-            metrics = json.loads((registry.root / v / "metrics.json").read_text(encoding="utf-8"))
-        except (ArtifactError, OSError, json.JSONDecodeError) as e:
-            print(f"{'*' if v == current else ' '} {v:9}(unreadable: {e})")
+    for info in (registry.info(v) for v in versions):  # oldest first; digests checked
+        mark = "*" if info.version == current else " "
+        if info.note:
+            note = info.note if info.note.startswith("unreadable") else f"unreadable: {info.note}"
+            print(f"{mark} {info.version:9}({note})")
             continue
         print(
-            f"{'*' if v == current else ' '} {v:9}{doc.get('algo', '?'):9}{doc.get('mode', '?'):14}"
-            f"{_fmt(metrics.get('average_precision')):>8}{_fmt(metrics.get('auc_roc')):>8}"
-            f"{_fmt(metrics.get('threshold')):>11}  {doc.get('created_at', '')}"
+            f"{mark} {info.version:9}{info.algo or '?':9}{info.mode or '?':14}"
+            f"{_fmt(info.metrics.get('average_precision')):>8}"
+            f"{_fmt(info.metrics.get('auc_roc')):>8}"
+            f"{_fmt(info.threshold):>11}  {info.created_at or ''}"
         )
     promotions = registry.promotions()
     if promotions:

@@ -37,10 +37,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         elif isinstance(event, StreamProgressEvent):
             p = event.progress
             print(
-                f"[stream] batch {getattr(p, 'batch_id', '?')}: "
-                f"{getattr(p, 'processed_rows_per_s', 0):,.0f} rows/s, "
-                f"p99 {getattr(p, 'latency_p99_ms', 0):,.0f} ms, "
-                f"alerts {getattr(p, 'alerts', 0)}, dead letters {getattr(p, 'dead_letters', 0)}",
+                f"[stream] batch {p.batch_id}: {p.processed_rows_per_s:,.0f} rows/s, "
+                f"p99 {p.latency_p99_ms or 0:,.0f} ms, "
+                f"alerts {p.alerts}, dead letters {p.dead_letters}",
                 flush=True,
             )
 

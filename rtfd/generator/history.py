@@ -7,7 +7,6 @@ legitimate transactions). The same seed and arguments give an identical frame an
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,8 @@ from rtfd.schemas import LABEL, TRANSACTION
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from rtfd.progress import Progress
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 HISTORY_COLUMNS = [*TRANSACTION.names, "label", "fraud_type"]
@@ -80,7 +81,7 @@ def simulate_history(
     fraud_rate: float = 0.01,
     start: datetime | None = None,
     time_scale: float = 1.0,
-    progress: Callable[[float], None] | None = None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """Simulate ``days`` of card traffic from ``start`` (default 2026-01-01 UTC; naive = UTC).
 
@@ -88,8 +89,8 @@ def simulate_history(
     ``datetime64[ms]``), ``label`` (int8, 1 = fraud) and ``fraud_type`` (None for legitimate).
     ``time_scale`` > 1 compresses event time by that factor after ``start``, as the live
     generator's time-lapse does (``generator_time_scale``, see :mod:`rtfd.generator.live`): the same
-    transactions, ``days / time_scale`` days apart. ``progress`` is called with the fraction
-    done after each simulated day.
+    transactions, ``days / time_scale`` days apart. ``progress(message, fraction)`` (the one
+    progress signature, :mod:`rtfd.progress`) is called after each simulated day.
     """
     if days <= 0:
         raise ValueError("days must be > 0")
@@ -107,7 +108,7 @@ def simulate_history(
         t0 = begin + i * DAY_S
         batches.append(sim.window(t0, min(t0 + DAY_S, end), i))
         if progress is not None:
-            progress((i + 1) / n_windows)
+            progress(f"simulating {days:g} days of traffic", (i + 1) / n_windows)
     batch = Batch.concat(batches)
     batch = batch.take(np.flatnonzero(batch.t < end)).sorted()
     if time_scale != 1.0:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from rtfd.errors import DataError
 from rtfd.features.names import FEATURE_NAMES
-from rtfd.ml.progress import Progress, no_progress, scaled
+from rtfd.progress import Progress, no_progress, scaled
 
 if TYPE_CHECKING:
     from rtfd.ml.tuning import TuneSpec

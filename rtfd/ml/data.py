@@ -20,7 +20,7 @@ import pandas as pd
 
 from rtfd.errors import DataError
 from rtfd.features.names import FEATURE_NAMES
-from rtfd.ml.progress import Progress, no_progress
+from rtfd.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from rtfd.features.kernel import KernelConfig
@@ -96,7 +96,7 @@ def simulated_history(
         fraud_rate=fraud_rate,
         start=start,
         time_scale=time_scale,
-        progress=lambda f: progress(f"simulating {days:g} days of traffic", f),
+        progress=progress,
     )
 
 

@@ -32,7 +32,7 @@ import numpy as np
 from rtfd.ml.artifact import MODEL, ArtifactFormatError, Payload, pack, unpack
 from rtfd.ml.iforest import ARRAYS as TREE_ARRAYS
 from rtfd.ml.iforest import IsolationTrees
-from rtfd.ml.progress import Progress, no_progress
+from rtfd.progress import Progress, no_progress
 
 NEG_PER_POS = 25
 XGB_PARAMS: dict[str, Any] = {

@@ -28,7 +28,7 @@ import pandas as pd
 
 from rtfd.errors import ConfigError, DataError, RtfdError
 from rtfd.features.names import FEATURE_NAMES
-from rtfd.ml.progress import Progress, no_progress, scaled
+from rtfd.progress import Progress, no_progress, scaled
 
 if TYPE_CHECKING:
     from rtfd.config import Settings

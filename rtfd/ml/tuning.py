@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtfd.errors import ConfigError, DataError
 from rtfd.features.names import FEATURE_NAMES
-from rtfd.ml.progress import Progress, no_progress
+from rtfd.progress import Progress, no_progress
 
 if TYPE_CHECKING:  # imported where used: the CLI reads this module's defaults at parse time
     import numpy as np

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from rtfd.components import ComponentStatus, GeneratorInfo, ModelInfo
     from rtfd.config import Settings
     from rtfd.ml.registry import Promotion
-    from rtfd.query.labels import AnalystDecision
     from rtfd.ml.train import TrainResult
+    from rtfd.query.labels import AnalystDecision
     from rtfd.supervisor import Event
 
 log = logging.getLogger(__name__)

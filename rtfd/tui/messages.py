@@ -92,7 +92,7 @@ class ProgressReady(Message):
 
 class TrainingUpdate(Message):
     """Training progress (only the newest matters, so it replaces a pending one), in
-    :data:`rtfd.ml.progress.Progress`'s terms."""
+    :data:`rtfd.progress.Progress`'s terms."""
 
     def __init__(self, message: str, fraction: float | None) -> None:
         super().__init__()
