@@ -63,12 +63,23 @@ class ModelInfo:
     threshold: float | None = None
     #: Why the version could not be read (tampered, missing file); empty when it could.
     note: str = ""
+    #: What the threshold promises, read off the validation window when the model was trained
+    #: (:class:`rtfd.ml.thresholds.Expected`): the share of alerts expected to be fraud (None
+    #: when the scores are not calibrated) and alerts a day at the rate it was trained for.
+    expected_precision: float | None = None
+    expected_alerts_per_day: float | None = None
 
     def summary(self) -> str:
-        """'v0003 xgboost supervised thr 0.420' (or 'v0003 (why not)') for the status bar."""
+        """'v0003 xgboost supervised thr 0.420 · precision ~81% · ~1,200 alerts/day' (or
+        'v0003 (why not)') for the status bar."""
         if self.note or self.threshold is None:
             return f"{self.version} ({self.note or 'no threshold'})"
-        return f"{self.version} {self.algo} {self.mode} thr {self.threshold:.3f}"
+        text = f"{self.version} {self.algo} {self.mode} thr {self.threshold:.3f}"
+        if self.expected_precision is not None:
+            text += f" · precision ~{self.expected_precision:.0%}"
+        if self.expected_alerts_per_day is not None:
+            text += f" · ~{self.expected_alerts_per_day:,.0f} alerts/day"
+        return text
 
 
 @dataclass(frozen=True)

@@ -228,3 +228,21 @@ def test_bootstrap_trains_once_from_a_simulated_history(
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
     assert ensure_bootstrap_model(settings) == "v0001"  # already there: nothing trained
     assert Registry(settings.models_dir).versions() == ["v0001"]
+
+
+def test_the_live_models_promise_reaches_the_status_bar(settings: Settings) -> None:
+    """Issue 14: the status bar's model shows the threshold's expected precision and alerts a
+    day, as training measured them on the validation window (calibrated scores)."""
+    from rtfd.supervisor import Supervisor
+
+    train_model(settings, algo="xgboost", data=small_history())
+    expected = Registry(settings.models_dir).load().expected()
+    info = Supervisor(settings, with_stream=False, with_generator=False).model_info()
+    assert info is not None and expected.precision is not None
+    assert expected.alerts_per_day is not None and expected.alerts_per_day > 0
+    assert info.expected_precision == pytest.approx(expected.precision)
+    assert info.expected_alerts_per_day == pytest.approx(expected.alerts_per_day)
+    assert 0 < info.expected_precision <= 1
+    summary = info.summary()
+    assert f"precision ~{expected.precision:.0%}" in summary
+    assert f"~{expected.alerts_per_day:,.0f} alerts/day" in summary
