@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from rtfd.features.kernel import timestamp_ms, timestamps_ms
 from rtfd.features.names import RISK_FEATURES
+from rtfd.features.timeutil import timestamp_ms, timestamps_ms
 
 if TYPE_CHECKING:
     from rtfd.config import Settings

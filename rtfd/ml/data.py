@@ -23,7 +23,7 @@ from rtfd.ml.progress import Progress, no_progress
 
 if TYPE_CHECKING:
     from rtfd.config import Settings
-    from rtfd.features.kernel import KernelConfig
+    from rtfd.features.arithmetic import KernelConfig
 
 BACKTEST_COLUMNS = ("transaction_id", "timestamp", "user_id", "merchant_id", "amount", "label")
 
@@ -187,7 +187,7 @@ def labelled_features(
     Returns the feature columns plus ``transaction_id``, ``user_id``, ``timestamp`` and
     ``label``, aligned with ``history``'s rows.
     """
-    from rtfd.features.kernel import DEFAULT_CONFIG
+    from rtfd.features.arithmetic import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import point_in_time
     from rtfd.features.offline import build_features
 

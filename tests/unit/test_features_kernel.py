@@ -13,10 +13,13 @@ import pytest
 
 from rtfd.errors import DataError
 from rtfd.features import FEATURE_NAMES
-from rtfd.features.kernel import KernelConfig, KernelState, step, step_batch
+from rtfd.features.arithmetic import KernelConfig
+from rtfd.features.batch import step_batch
 from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time, refresh_from_parquet
 from rtfd.features.names import FEATURE_DOCS
 from rtfd.features.offline import build_features
+from rtfd.features.reference import step
+from rtfd.features.state import KernelState
 
 pytestmark = pytest.mark.unit
 
@@ -333,7 +336,8 @@ def test_the_state_blob_is_at_least_five_times_smaller_than_plain_columns() -> N
     import numpy as np
     import pyarrow as pa
 
-    from rtfd.features.kernel import KernelState, step_batch
+    from rtfd.features.batch import step_batch
+    from rtfd.features.state import KernelState
     from rtfd.generator.history import simulate_history
 
     history = simulate_history(3, users=3_000, merchants=500, seed=5, time_scale=600)
