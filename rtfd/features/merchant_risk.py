@@ -12,9 +12,14 @@ One table serves both drivers:
 * **offline** (training, backtest): :func:`point_in_time` builds it from a labelled history with
   no ``as_of``; every lookup then picks its own snapshot — the as-of join, with no future label
   ever used;
-* **stream**: :func:`refresh_from_parquet` builds it periodically with DuckDB from the labels
-  Parquet and the enriched Parquet as of ``now``; lookups after ``as_of`` use the ``as_of``
-  snapshot. With the refresh aligned to the period, the stream sees what the offline join sees.
+* **stream**: :func:`rtfd.query.lake_reads.refresh_from_parquet` builds it periodically with
+  DuckDB from the labels Parquet and the enriched Parquet as of ``now`` (over the
+  :func:`refresh_window`, with :meth:`MerchantRiskTable.from_aggregates`); lookups after
+  ``as_of`` use the ``as_of`` snapshot. With the refresh aligned to the period, the stream sees
+  what the offline join sees.
+
+This module is pure computation on arrays and frames: it reads no file (the DuckDB reads are in
+:mod:`rtfd.query.lake_reads`).
 
 The table holds per (merchant, period bucket) counts, so its size is bounded by merchants times
 buckets in ``D + 28 days``, whatever the transaction rate.
@@ -23,22 +28,16 @@ buckets in ``D + 28 days``, whatever the transaction rate.
 from __future__ import annotations
 
 import io
-import logging
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rtfd.features.names import RISK_FEATURES
 from rtfd.features.timeutil import timestamp_ms, timestamps_ms
-
-if TYPE_CHECKING:
-    from rtfd.config import Settings
-
-log = logging.getLogger(__name__)
 
 DEFAULT_PERIOD_S = 3600.0
 RISK_WINDOWS_DAYS = (7, 28)
@@ -253,97 +252,34 @@ def point_in_time(
     )
 
 
-def refresh_from_parquet(
-    settings: Settings,
-    *,
-    now: datetime | None = None,
-    label_delay_s: float | None = None,
-    period_s: float = DEFAULT_PERIOD_S,
-) -> MerchantRiskTable:
-    """Rebuild the stream's table with DuckDB from the labels and enriched Parquet.
+@dataclass(frozen=True)
+class RefreshWindow:
+    """What a stream refresh of the table at ``now`` reads: transactions with event times in
+    ``[lo_ms, hi_ms)`` (matured at the ``as_of_ms`` snapshot, within the longest risk window),
+    and labels reported by ``as_of_ms``."""
 
-    ``now`` defaults to the current time, aligned down to the period; the label delay defaults to
-    ``settings.label_maturity_days``. Missing or empty directories give an empty (neutral) table.
-    A label counts only if it was reported by ``now``; enriched rows are de-duplicated by
-    transaction_id (a replayed micro-batch can leave a second copy).
-    """
-    import duckdb
+    period_ms: int
+    delay_s: float
+    as_of_ms: int
+    lo_ms: int
+    hi_ms: int
 
-    delay_s = settings.label_maturity_days * 86_400.0 if label_delay_s is None else label_delay_s
+    @property
+    def as_of(self) -> datetime:
+        return datetime.fromtimestamp(self.as_of_ms / 1000, tz=UTC)
+
+
+def refresh_window(now: datetime, *, label_delay_s: float, period_s: float) -> RefreshWindow:
+    """The window of a refresh at ``now``: ``now`` aligned down to the period, the delay
+    rounded up to whole periods (as :meth:`MerchantRiskTable.from_aggregates` rounds it)."""
     period_ms = round(period_s * 1000)
-    now_ms = timestamp_ms(now or datetime.now(UTC))
-    as_of_ms = (now_ms // period_ms) * period_ms
-    as_of = datetime.fromtimestamp(as_of_ms / 1000, tz=UTC)
-    delay_ms = -(-round(delay_s * 1000) // period_ms) * period_ms
+    as_of_ms = (timestamp_ms(now) // period_ms) * period_ms
+    delay_ms = -(-round(label_delay_s * 1000) // period_ms) * period_ms
     hi_ms = as_of_ms - delay_ms
-    lo_ms = hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS
-    from rtfd.labels import chargeback_labels_sql
-    from rtfd.lake import dataset
-
-    enriched = dataset(settings.enriched_dir)
-    if enriched is None:
-        log.info("merchant risk: no enriched Parquet under %s yet", settings.enriched_dir)
-        return MerchantRiskTable.empty(label_delay_s=delay_s, period_s=period_s, as_of=as_of)
-    labels = dataset(settings.labels_dir)
-    # Chargebacks only: analysts' labels are not in the offline point-in-time risk either.
-    label_cte = (
-        chargeback_labels_sql(
-            _label_columns(labels),
-            param="labels",
-            where="reported_at <= make_timestamptz($as_of * 1000)",
-        )
-        if labels
-        else "SELECT NULL::VARCHAR AS transaction_id, NULL::INTEGER AS label WHERE false"
+    return RefreshWindow(
+        period_ms=period_ms,
+        delay_s=label_delay_s,
+        as_of_ms=as_of_ms,
+        lo_ms=hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS,
+        hi_ms=hi_ms,
     )
-    sql = f"""
-        WITH raw AS (
-            SELECT transaction_id, merchant_id, CAST(timestamp AS TIMESTAMPTZ) AS ts
-            FROM read_parquet($enriched, hive_partitioning = true, union_by_name = true)
-        ), tx AS (
-            SELECT transaction_id, any_value(merchant_id) AS merchant_id,
-                   epoch_ms(any_value(ts)) AS ts
-            FROM raw
-            WHERE ts >= make_timestamptz($lo * 1000) AND ts < make_timestamptz($hi * 1000)
-            GROUP BY transaction_id
-        ), lb AS ({label_cte})
-        SELECT tx.merchant_id, (tx.ts // $period)::BIGINT AS bucket, count(*) AS vol,
-               sum(coalesce(lb.label, 0))::BIGINT AS fraud
-        FROM tx LEFT JOIN lb USING (transaction_id)
-        GROUP BY 1, 2
-    """
-    params: dict[str, Any] = {
-        "enriched": enriched,
-        "lo": lo_ms,
-        "hi": hi_ms,
-        "period": period_ms,
-    }
-    if labels:  # DuckDB refuses parameters the SQL does not use: only with the labels' CTE
-        params["labels"] = labels
-        params["as_of"] = as_of_ms
-    con = duckdb.connect()
-    try:
-        agg = con.execute(sql, params).df()
-    finally:
-        con.close()
-    return MerchantRiskTable.from_aggregates(
-        agg["merchant_id"].astype(str).to_numpy(dtype=object),
-        agg["bucket"].to_numpy(dtype=_I64),
-        agg["vol"].to_numpy(dtype=_I64),
-        agg["fraud"].to_numpy(dtype=_I64),
-        label_delay_s=delay_s,
-        period_s=period_s,
-        as_of=as_of,
-    )
-
-
-def _label_columns(files: list[str]) -> set[str]:
-    """The columns of the labels Parquet (older files lack ``source`` and ``withdrawn``)."""
-    import duckdb
-
-    from rtfd.labels import label_columns
-
-    con = duckdb.connect()
-    try:
-        return label_columns(con, files)
-    finally:
-        con.close()

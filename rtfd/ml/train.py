@@ -260,18 +260,14 @@ def training_frame(
     progress: Progress = no_progress,
 ) -> tuple[pd.DataFrame, str]:
     """The labelled feature table to train on, and a description of where it came from."""
-    from rtfd.ml.data import (
-        has_features,
-        labelled_features,
-        read_training_table,
-        read_transactions,
-    )
+    from rtfd.ml.data import has_features, labelled_features, read_transactions
+    from rtfd.query.lake_reads import read_training_table
 
     delay_s = settings.label_maturity_days * 86_400.0
     fallback = ""
-    from rtfd.lake import dataset
+    from rtfd.lake import visible_files
 
-    if data is None and not bootstrap and dataset(settings.enriched_dir) is not None:
+    if data is None and not bootstrap and visible_files(settings.enriched_dir):
         progress("reading enriched Parquet and matured labels", 0.0)
         try:
             frame = read_training_table(settings)

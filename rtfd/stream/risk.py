@@ -50,7 +50,7 @@ class RiskTables:
         self._loaded: dict[int, Any] = {}
 
     def _build(self) -> tuple[int, Any]:
-        from rtfd.features.merchant_risk import refresh_from_parquet
+        from rtfd.query.lake_reads import refresh_from_parquet
 
         now = datetime.fromtimestamp(self._clock(), tz=UTC)
         table = refresh_from_parquet(self.settings, now=now, period_s=self.period_s)

@@ -15,7 +15,7 @@ from rtfd.errors import DataError
 from rtfd.features import FEATURE_NAMES
 from rtfd.features.arithmetic import KernelConfig
 from rtfd.features.batch import step_batch
-from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time, refresh_from_parquet
+from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time
 from rtfd.features.names import FEATURE_DOCS
 from rtfd.features.offline import build_features
 from rtfd.features.reference import step
@@ -281,42 +281,6 @@ def test_merchant_risk_table_round_trips_through_bytes() -> None:
     pd.testing.assert_frame_equal(back.lookup(["m1"] * 3, at), table.lookup(["m1"] * 3, at))
     with pytest.raises(ValueError):
         MerchantRiskTable.from_bytes(b"not a table")
-
-
-def test_refresh_from_parquet_reads_labels_and_enriched_with_duckdb(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rtfd.config import load_settings
-
-    settings = load_settings({"home": str(tmp_path)})
-    empty = refresh_from_parquet(settings, now=T0)
-    assert len(empty) == 0  # no data yet: neutral, not an error
-
-    history = _labelled().assign(transaction_id=lambda d: [f"t{i}" for i in range(len(d))])
-    day = history["timestamp"].dt.strftime("%Y-%m-%d")
-    for date, part in history.groupby(day):
-        out = settings.enriched_dir / f"event_date={date}"
-        out.mkdir(parents=True)
-        part[["transaction_id", "merchant_id", "timestamp"]].to_parquet(out / "part-0.parquet")
-    now = T0 + timedelta(days=30, minutes=10)
-    # Scored rows but no label yet (a fresh appliance, a restart before the first chargeback):
-    # every merchant looks neutral, and the refresh must not fail (it once passed DuckDB a
-    # parameter the label-less SQL does not use, and the stream could not start).
-    unlabelled = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
-    assert len(unlabelled) > 0
-    fraud = history[history["label"] == 1]
-    labels = pd.DataFrame(
-        {
-            "transaction_id": fraud["transaction_id"],
-            "label": 1,
-            "fraud_type": "x",
-            "reported_at": fraud["timestamp"] + timedelta(hours=1),
-        }
-    )
-    settings.labels_dir.mkdir(parents=True)
-    labels.to_parquet(settings.labels_dir / "labels.parquet")
-    table = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
-    expected = point_in_time(history, label_delay_s=86_400)
-    at = pd.Series([now] * 2)
-    pd.testing.assert_frame_equal(table.lookup(["m1", "m2"], at), expected.lookup(["m1", "m2"], at))
 
 
 def test_features_package_imports_neither_spark_nor_textual() -> None:

@@ -14,10 +14,11 @@ from rtfd.config import Settings, load_settings
 from rtfd.errors import ConfigError, DataError
 from rtfd.features import FEATURE_NAMES
 from rtfd.ml import models, train
-from rtfd.ml.data import labelled_features, read_training_table, simulated_history
+from rtfd.ml.data import labelled_features, simulated_history
 from rtfd.ml.metrics import ranking_metrics
 from rtfd.ml.registry import Registry
 from rtfd.ml.train import ensure_bootstrap_model, resolve_mode_algo, time_split, train_model
+from rtfd.query.lake_reads import read_training_table
 
 pytestmark = pytest.mark.unit
 
