@@ -9,6 +9,7 @@ Bottom up (each module imports only those above it in this list):
 * :mod:`rtfd.features.reference` — :func:`~rtfd.features.reference.step`, one user and one
   transaction at a time: the definition of every user feature;
 * :mod:`rtfd.features.state` — the state of many users as columns, and its blob;
+* :mod:`rtfd.features.columns` — a batch of transactions as arrays, validated once;
 * :mod:`rtfd.features.batch` — :func:`~rtfd.features.batch.step_batch`, the vectorised fold,
   bit for bit the reference (:mod:`rtfd.features.kernel` re-exports the kernel's public names);
 * :mod:`rtfd.features.merchant_risk` — merchant fraud rates from matured labels (as-of join);

@@ -7,15 +7,20 @@ folding the reference :func:`rtfd.features.reference.step` over each user's tran
 comes from integer accumulators (:mod:`rtfd.features.arithmetic`): prefix sums over integers are
 associative, so a ``cumsum`` equals the sequential loop.
 
-The step is a sequence of phases, each a function below:
+The step (at the end of this module) is a sequence of phases, each a function:
 
 1. :func:`_sort_rows` — the rows in processing order, users renumbered in sorted order;
 2. :func:`_match_state` — which of the batch's users the state already holds;
 3. :func:`_user_totals` — clamped event time, history resets, prior per-user totals;
 4. :func:`_pair_phase` — prior counts of each (user, key) pair, and the pairs' new entries;
+   :func:`_event_flags` — what each event adds to the buffer (first at a merchant, in a city);
 5. :func:`_window_phase` — velocity windows over buffered events followed by the batch's rows;
-6. :func:`_features_in_input_order` — the features, in the caller's row order;
+6. :func:`_raw_quantities` then :func:`~rtfd.features.arithmetic.finish` — the features, and
+   :func:`_features_in_input_order` — in the caller's row order;
 7. :func:`_next_state` — the new state: untouched users kept, the batch's users rebuilt.
+
+The input columns come from :func:`rtfd.features.columns.batch_columns`; the helpers above the
+phases are the vectorised building blocks (sorting, runs, window bounds, pair counts).
 """
 
 from __future__ import annotations
@@ -26,10 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rtfd.errors import DataError
 from rtfd.features.arithmetic import (
     CHANNEL_CODES,
-    HOUR_SLOT_MS,
     MAX_WINDOW_MS,
     PAIR_KINDS,
     WINDOWS_MS,
@@ -40,96 +43,11 @@ from rtfd.features.arithmetic import (
     neutral_risk,
     square_limbs,
 )
+from rtfd.features.columns import BatchColumns, batch_columns
 from rtfd.features.names import FEATURE_NAMES
 from rtfd.features.state import KernelState
-from rtfd.features.timeutil import timestamps_ms
 
 _I64 = np.int64
-_SLOTS = np.array([str(i) for i in range(8)], dtype=object)  # text of the 3-hour slots
-
-
-@dataclass
-class BatchColumns:
-    """A batch's transaction columns as arrays, in input order; keys as (codes, text uniques)."""
-
-    user: np.ndarray
-    users: np.ndarray
-    keys: dict[str, tuple[np.ndarray, np.ndarray]]  # kind -> (codes, text uniques); -1 = none
-    t_ms: np.ndarray
-    amount: np.ndarray
-    lat: np.ndarray
-    lon: np.ndarray
-    tid: pd.Series
-
-
-REQUIRED_COLUMNS = ("transaction_id", "user_id", "merchant_id", "amount", "timestamp")
-
-
-def _codes(values: pd.Series, *, optional: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Integer codes and text uniques of a key column, matching ``str(value)`` in :func:`step`.
-
-    For an ``optional`` key, missing values and the empty string get code -1.
-    """
-    codes, uniq = pd.factorize(values, use_na_sentinel=optional)
-    codes = codes.astype(_I64)
-    raw = np.asarray(uniq, dtype=object)
-    if all(type(v) is str for v in raw):
-        # The usual case: the keys are already distinct strings.
-        if optional and (raw == "").any():
-            empty = np.flatnonzero(raw == "")[0]
-            keep = np.arange(len(raw)) != empty
-            remap = np.append(np.where(keep, np.cumsum(keep) - 1, -1), -1)
-            return remap[codes], raw[keep]
-        return codes, raw
-    text = np.array([str(v) for v in raw], dtype=object)
-    if optional:
-        text[text == ""] = None
-    # Distinct raw values may share a text (1 and "1"): merge them as the reference does.
-    tcodes, tuniq = pd.factorize(text, use_na_sentinel=True)
-    tcodes = np.append(tcodes, -1).astype(_I64)
-    return tcodes[codes], np.asarray(tuniq, dtype=object)
-
-
-def batch_columns(txns: pd.DataFrame) -> BatchColumns:
-    """Validate and convert a frame of transactions; location, lat and lon are optional."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in txns.columns]
-    if missing:
-        raise DataError(f"transactions lack column(s): {', '.join(missing)}")
-    n = len(txns)
-
-    def optional(name: str) -> tuple[np.ndarray, np.ndarray]:
-        if name not in txns.columns:
-            return np.full(n, -1, dtype=_I64), np.zeros(0, dtype=object)
-        return _codes(txns[name], optional=True)
-
-    def coord(name: str) -> np.ndarray:
-        if name not in txns.columns:
-            return np.full(n, np.nan)
-        col = txns[name]
-        if col.dtype != np.float64:
-            col = pd.to_numeric(col, errors="coerce")
-        out = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.where(np.isfinite(out), out, np.nan)
-
-    user, users = _codes(txns["user_id"])
-    t_ms = timestamps_ms(txns["timestamp"])
-    return BatchColumns(
-        user=user,
-        users=users,
-        keys={
-            "city": optional("location"),
-            "merchant": _codes(txns["merchant_id"]),
-            "channel": optional("channel"),
-            "hour": ((t_ms % 86_400_000) // HOUR_SLOT_MS, _SLOTS),
-        },
-        t_ms=t_ms,
-        amount=(
-            txns["amount"] if txns["amount"].dtype == np.float64 else pd.to_numeric(txns["amount"])
-        ).to_numpy(dtype=np.float64),
-        lat=coord("lat"),
-        lon=coord("lon"),
-        tid=txns["transaction_id"],
-    )
 
 
 def _sort_by_user_time(u: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -303,9 +221,6 @@ def _event_flags(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# The phases of step_batch
-# --------------------------------------------------------------------------------------------
 @dataclass
 class _Rows:
     """The batch's rows in processing order; users renumbered so that code order is sorted
@@ -603,9 +518,6 @@ def _next_state(
     return result
 
 
-# --------------------------------------------------------------------------------------------
-# The batch step
-# --------------------------------------------------------------------------------------------
 def step_batch(
     state: KernelState,
     txns: pd.DataFrame,

@@ -9,6 +9,7 @@ import ``rtfd.features.kernel``):
 * :mod:`rtfd.features.reference` — :func:`step`, the reference: one user, one transaction; it
   defines what every feature means;
 * :mod:`rtfd.features.state` — :class:`KernelState`, many users as columns, and its blob;
+* :mod:`rtfd.features.columns` — :func:`batch_columns`, a batch of transactions as arrays;
 * :mod:`rtfd.features.batch` — :func:`step_batch`, the same fold vectorised with NumPy, held to
   bit-exact parity with :func:`step` by hypothesis tests.
 
@@ -17,7 +18,8 @@ Merchant risk is not part of the kernel: it is joined after it
 """
 
 from rtfd.features.arithmetic import DEFAULT_CONFIG, PAIR_KINDS, KernelConfig, amount_cents
-from rtfd.features.batch import REQUIRED_COLUMNS, BatchColumns, batch_columns, step_batch
+from rtfd.features.batch import step_batch
+from rtfd.features.columns import REQUIRED_COLUMNS, BatchColumns, batch_columns
 from rtfd.features.reference import UserState, step
 from rtfd.features.state import KernelState
 from rtfd.features.timeutil import timestamp_ms, timestamps_ms

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from rtfd.features.arithmetic import DEFAULT_CONFIG, KernelConfig
-from rtfd.features.batch import BatchColumns, batch_columns, step_batch
+from rtfd.features.batch import step_batch
+from rtfd.features.columns import BatchColumns, batch_columns
 from rtfd.features.names import FEATURE_NAMES, RISK_FEATURES
 from rtfd.features.reference import UserState, step
 from rtfd.features.state import KernelState

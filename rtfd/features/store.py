@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from rtfd.features.arithmetic import DEFAULT_CONFIG, PAIR_KINDS, KernelConfig
-from rtfd.features.batch import BatchColumns, batch_columns, step_batch
+from rtfd.features.batch import step_batch
+from rtfd.features.columns import BatchColumns, batch_columns
 from rtfd.features.intmap import Int64Index
 from rtfd.features.state import KernelState
 

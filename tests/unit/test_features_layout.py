@@ -16,7 +16,7 @@ from rtfd.features.names import USER_FEATURES
 pytestmark = pytest.mark.unit
 
 PACKAGE = Path(rtfd.features.__file__).parent
-KERNEL = ("timeutil", "arithmetic", "reference", "state", "batch", "kernel")
+KERNEL = ("timeutil", "arithmetic", "reference", "state", "columns", "batch", "kernel")
 # What reads or writes files, talks to a service or makes data: never in the feature package.
 IO_MODULES = ("duckdb", "rtfd.lake", "rtfd.query", "rtfd.config", "rtfd.generator", "rtfd.labels")
 
