@@ -331,7 +331,7 @@ def train_model(
     begun the run completes (the save is atomic and takes a moment), so a stop never leaves a
     half-registered version.
     """
-    from rtfd.features.kernel import DEFAULT_CONFIG
+    from rtfd.features.arithmetic import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
     from rtfd.ml.registry import PromotionRefused, Registry
     from rtfd.monitor.reference import build_reference
