@@ -138,11 +138,6 @@ def visible_files(root: Path) -> list[str]:
     return out
 
 
-def dataset(root: Path) -> list[str] | None:
-    """The files of the dataset under ``root`` for ``read_parquet``, or None when it has none."""
-    return visible_files(root) or None
-
-
 def query_watermark(root: Path, query: str) -> int | None:
     """The highest batch of ``query`` any file under ``root`` covers (None: no file)."""
     best: int | None = None

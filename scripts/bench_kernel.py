@@ -14,14 +14,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rtfd.features.kernel import KernelState, step_batch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's rtfd first
+
+from rtfd.features.batch import step_batch
 from rtfd.features.offline import build_features, fold_reference
+from rtfd.features.state import KernelState
 
 
 def _history(rows: int, seed: int) -> pd.DataFrame:

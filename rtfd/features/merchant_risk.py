@@ -12,10 +12,14 @@ One table serves both drivers:
 * **offline** (training, backtest): :func:`point_in_time` builds it from a labelled history with
   no ``as_of``; every lookup then picks its own snapshot — the as-of join, with no future label
   ever used;
-* **stream**: :func:`rtfd.query.merchant_risk.refresh_from_parquet` builds it periodically with
-  DuckDB (the query package reads the lake; this module does no I/O) from the labels
-  Parquet and the enriched Parquet as of ``now``; lookups after ``as_of`` use the ``as_of``
-  snapshot. With the refresh aligned to the period, the stream sees what the offline join sees.
+* **stream**: :func:`rtfd.query.lake_reads.refresh_from_parquet` builds it periodically with
+  DuckDB from the labels Parquet and the enriched Parquet as of ``now`` (over the
+  :func:`refresh_window`, with :meth:`MerchantRiskTable.from_aggregates`); lookups after
+  ``as_of`` use the ``as_of`` snapshot. With the refresh aligned to the period, the stream sees
+  what the offline join sees.
+
+This module is pure computation on arrays and frames: it reads no file (the DuckDB reads are in
+:mod:`rtfd.query.lake_reads`).
 
 The table holds per (merchant, period bucket) counts, so its size is bounded by merchants times
 buckets in ``D + 28 days``, whatever the transaction rate.
@@ -24,10 +28,9 @@ buckets in ``D + 28 days``, whatever the transaction rate.
 from __future__ import annotations
 
 import io
-import logging
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -36,11 +39,9 @@ import pandas as pd
 from rtfd.features.names import RISK_FEATURES
 from rtfd.features.timeutil import timestamp_ms, timestamps_ms
 
-log = logging.getLogger(__name__)
-
 DEFAULT_PERIOD_S = 3600.0
 RISK_WINDOWS_DAYS = (7, 28)
-DAY_MS = 86_400_000
+_DAY_MS = 86_400_000
 _I64 = np.int64
 
 
@@ -71,7 +72,7 @@ class MerchantRiskTable:
     ) -> MerchantRiskTable:
         """Build from per (merchant, bucket) counts; rows need not be unique or sorted."""
         period_ms = round(period_s * 1000)
-        if period_ms <= 0 or (RISK_WINDOWS_DAYS[0] * DAY_MS) % period_ms:
+        if period_ms <= 0 or (RISK_WINDOWS_DAYS[0] * _DAY_MS) % period_ms:
             raise ValueError("period_s must be positive and divide one day")
         # The delay is rounded up to whole periods so that windows align with buckets.
         delay_ms = -(-round(label_delay_s * 1000) // period_ms) * period_ms
@@ -213,7 +214,7 @@ class MerchantRiskTable:
         c = np.maximum(code, 0).astype(_I64)
         upper = snap - self.delay_ms // self.period_ms
         for days in RISK_WINDOWS_DAYS:
-            lower = upper - days * (DAY_MS // self.period_ms)
+            lower = upper - days * (_DAY_MS // self.period_ms)
             lo = np.searchsorted(key, c * span + np.clip(lower - bmin, 0, span), side="left")
             hi = np.searchsorted(key, c * span + np.clip(upper - bmin, 0, span), side="left")
             vol = np.where(known, self.vol_cum[hi] - self.vol_cum[lo], 0)
@@ -248,4 +249,37 @@ def point_in_time(
         history["label"].to_numpy(dtype=np.float64),
         label_delay_s=label_delay_s,
         period_s=period_s,
+    )
+
+
+@dataclass(frozen=True)
+class RefreshWindow:
+    """What a stream refresh of the table at ``now`` reads: transactions with event times in
+    ``[lo_ms, hi_ms)`` (matured at the ``as_of_ms`` snapshot, within the longest risk window),
+    and labels reported by ``as_of_ms``."""
+
+    period_ms: int
+    delay_s: float
+    as_of_ms: int
+    lo_ms: int
+    hi_ms: int
+
+    @property
+    def as_of(self) -> datetime:
+        return datetime.fromtimestamp(self.as_of_ms / 1000, tz=UTC)
+
+
+def refresh_window(now: datetime, *, label_delay_s: float, period_s: float) -> RefreshWindow:
+    """The window of a refresh at ``now``: ``now`` aligned down to the period, the delay
+    rounded up to whole periods (as :meth:`MerchantRiskTable.from_aggregates` rounds it)."""
+    period_ms = round(period_s * 1000)
+    as_of_ms = (timestamp_ms(now) // period_ms) * period_ms
+    delay_ms = -(-round(label_delay_s * 1000) // period_ms) * period_ms
+    hi_ms = as_of_ms - delay_ms
+    return RefreshWindow(
+        period_ms=period_ms,
+        delay_s=label_delay_s,
+        as_of_ms=as_of_ms,
+        lo_ms=hi_ms - max(RISK_WINDOWS_DAYS) * _DAY_MS,
+        hi_ms=hi_ms,
     )

@@ -1,14 +1,14 @@
 """Kernel state for a stream: the work and the bytes of a batch follow the batch, not the users.
 
-:class:`~rtfd.features.kernel.KernelState` holds every user's state as columns, and
-:func:`~rtfd.features.kernel.step_batch` rebuilds all of it on each call: right for a history
+:class:`~rtfd.features.state.KernelState` holds every user's state as columns, and
+:func:`~rtfd.features.batch.step_batch` rebuilds all of it on each call: right for a history
 folded at once, but O(users in state) per micro-batch. :class:`UserStore` holds the same state
 addressed by user slot and (user, key) hash, so that one batch
 
 1. gathers the state of the users it touches — their accumulators, their recent events and only
    the (user, key) histories its own rows look up — into a small ``KernelState``;
 2. runs the one :func:`step_batch` on it (so features stay bit-for-bit those of the offline
-   kernel and of :func:`~rtfd.features.kernel.step`);
+   kernel and of :func:`~rtfd.features.reference.step`);
 3. scatters the touched users' new state back.
 
 Every step is O(rows + touched users' events). A (user, key) history the batch does not look up
@@ -32,23 +32,16 @@ from __future__ import annotations
 import io
 import json
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rtfd.features.arithmetic import DEFAULT_CONFIG, PAIR_KINDS, KernelConfig
+from rtfd.features.batch import step_batch
+from rtfd.features.columns import BatchColumns, batch_columns
 from rtfd.features.intmap import Int64Index
-from rtfd.features.kernel import (
-    DEFAULT_CONFIG,
-    PAIR_KINDS,
-    KernelConfig,
-    KernelState,
-    batch_columns,
-    step_batch,
-)
-
-if TYPE_CHECKING:
-    from rtfd.features.merchant_risk import MerchantRiskTable
+from rtfd.features.state import KernelState
 
 _I64 = np.int64
 _SCALARS = ("n", "sum_c", "sq_hi", "sq_lo", "last_te")
@@ -104,19 +97,18 @@ class UserStore:
         return f"UserStore(users={len(self)}, events={self.events}, pairs={self.pairs})"
 
     # -- the batch step ------------------------------------------------------------------------
-    def step(
-        self, txns: pd.DataFrame, *, merchant_risk: MerchantRiskTable | None = None
-    ) -> pd.DataFrame:
+    def step(self, txns: pd.DataFrame) -> pd.DataFrame:
         """Fold a batch into the store; return its features (like :func:`step_batch`).
 
         Features are those :func:`step_batch` returns for the same rows on a ``KernelState``
-        holding the same history. The caller removes duplicate deliveries.
+        holding the same history (risk features zeros: the stream joins them when it scores).
+        The caller removes duplicate deliveries.
         """
         cols = batch_columns(txns)
         if not len(cols.t_ms):
-            return step_batch(KernelState(self.config), txns, merchant_risk=merchant_risk)[1]
+            return step_batch(KernelState(self.config), txns)[1]
         sub, slots = self._gather(cols)
-        result, features = step_batch(sub, txns, merchant_risk=merchant_risk, columns=cols)
+        result, features = step_batch(sub, txns, columns=cols)
         # step_batch returns the batch's users in the order of their codes, the order of
         # cols.users: the slots found while gathering serve the scatter too.
         if not np.array_equal(result.users["uid"], cols.users):
@@ -128,7 +120,7 @@ class UserStore:
         self._scatter(result, slots)
         return features
 
-    def _gather(self, cols: Any) -> tuple[KernelState, np.ndarray]:
+    def _gather(self, cols: BatchColumns) -> tuple[KernelState, np.ndarray]:
         """The touched users' state as a small KernelState, and the slot of each batch user
         (-1 for users the store does not hold)."""
         uniques = cols.users

@@ -1,6 +1,8 @@
-"""Timestamps as integer milliseconds since the epoch: the one time representation of the
-feature package, below both the per-user kernel and the merchant-risk table (which both need it,
-and neither may import the other at run time)."""
+"""Event time as integer milliseconds since the epoch: the one clock every feature reads.
+
+The per-user kernel and the merchant-risk table both turn timestamps into integer milliseconds
+(floored), so that windows and snapshots are integer arithmetic. This module sits below both.
+"""
 
 from __future__ import annotations
 

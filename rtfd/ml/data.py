@@ -1,8 +1,8 @@
 """Where training and backtest data come from.
 
-* :func:`rtfd.query.training.read_training_table` — the default: the enriched Parquet the stream
-  wrote (the features that were actually served) joined with the labels Parquet, matured
-  transactions only;
+* :func:`rtfd.query.lake_reads.read_training_table` — the default: the enriched Parquet the
+  stream wrote (the features that were actually served) joined with the labels Parquet, matured
+  transactions only (a DuckDB read, so it lives with the other reads of the lake);
 * :func:`read_transactions` — any transactions file (CSV or Parquet) with a label column;
 * :func:`simulated_history` — the simulator's offline history, for bootstrapping;
 * :func:`labelled_features` — kernel features plus point-in-time merchant risk for a labelled
@@ -23,7 +23,7 @@ from rtfd.features.names import FEATURE_NAMES
 from rtfd.progress import Progress, no_progress
 
 if TYPE_CHECKING:
-    from rtfd.features.kernel import KernelConfig
+    from rtfd.features.arithmetic import KernelConfig
 
 BACKTEST_COLUMNS = ("transaction_id", "timestamp", "user_id", "merchant_id", "amount", "label")
 
@@ -111,7 +111,7 @@ def labelled_features(
     Returns the feature columns plus ``transaction_id``, ``user_id``, ``timestamp`` and
     ``label``, aligned with ``history``'s rows.
     """
-    from rtfd.features.kernel import DEFAULT_CONFIG
+    from rtfd.features.arithmetic import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import point_in_time
     from rtfd.features.offline import build_features
 

@@ -261,13 +261,13 @@ def training_frame(
 ) -> tuple[pd.DataFrame, str]:
     """The labelled feature table to train on, and a description of where it came from."""
     from rtfd.ml.data import has_features, labelled_features, read_transactions
-    from rtfd.query.training import read_training_table
+    from rtfd.query.lake_reads import read_training_table
 
     delay_s = settings.label_maturity_days * 86_400.0
     fallback = ""
-    from rtfd.lake import dataset
+    from rtfd.lake import visible_files
 
-    if data is None and not bootstrap and dataset(settings.enriched_dir) is not None:
+    if data is None and not bootstrap and visible_files(settings.enriched_dir):
         progress("reading enriched Parquet and matured labels", 0.0)
         try:
             frame = read_training_table(settings)
@@ -331,7 +331,7 @@ def train_model(
     begun the run completes (the save is atomic and takes a moment), so a stop never leaves a
     half-registered version.
     """
-    from rtfd.features.kernel import DEFAULT_CONFIG
+    from rtfd.features.arithmetic import DEFAULT_CONFIG
     from rtfd.features.merchant_risk import DEFAULT_PERIOD_S
     from rtfd.ml.reference import build_reference
     from rtfd.ml.registry import PromotionRefused, Registry

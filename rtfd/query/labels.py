@@ -136,10 +136,10 @@ def find_transaction(settings: Settings, transaction_id: str) -> bool:
     import duckdb
 
     from rtfd.errors import DataError
-    from rtfd.lake import dataset
+    from rtfd.lake import visible_files
 
-    files = dataset(settings.enriched_dir)
-    if files is None:
+    files = visible_files(settings.enriched_dir)
+    if not files:
         return False
     con = duckdb.connect()
     try:

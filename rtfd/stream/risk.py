@@ -2,7 +2,7 @@
 on disk for a while, so that a batch run again after a crash uses the table it used first.
 
 The table (:class:`~rtfd.features.merchant_risk.MerchantRiskTable`) comes from the labels and
-the enriched Parquet (:func:`~rtfd.query.merchant_risk.refresh_from_parquet`): at start, then
+the enriched Parquet (:func:`~rtfd.query.lake_reads.refresh_from_parquet`): at start, then
 once per period (one hour) in a background thread. Each build gets a version (milliseconds since
 the epoch when it was built) and is saved as ``<dir>/risk-<version>.npz`` (NumPy, no pickle); the
 newest :data:`KEEP` stay. A batch records the version it used (``BatchLog``), and
@@ -50,7 +50,7 @@ class RiskTables:
         self._loaded: dict[int, Any] = {}
 
     def _build(self) -> tuple[int, Any]:
-        from rtfd.query.merchant_risk import refresh_from_parquet
+        from rtfd.query.lake_reads import refresh_from_parquet
 
         now = datetime.fromtimestamp(self._clock(), tz=UTC)
         table = refresh_from_parquet(self.settings, now=now, period_s=self.period_s)

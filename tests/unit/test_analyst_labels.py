@@ -17,7 +17,7 @@ from rtfd.config import Settings, load_settings
 from rtfd.errors import BrokerError, BrokerUnavailable, ValidationError
 from rtfd.features.names import FEATURE_NAMES
 from rtfd.query.labels import AnalystDecision
-from rtfd.query.training import read_training_table
+from rtfd.query.lake_reads import read_training_table
 from rtfd.schemas import LABEL
 from rtfd.tui.triage import CaseBook, recent_sql, risk_sql, sql_text
 
@@ -155,13 +155,13 @@ def test_replayed_analyst_records_count_once(settings: Settings) -> None:
 def test_merchant_risk_counts_chargebacks_only(settings: Settings) -> None:
     import duckdb
 
-    from rtfd.lake import dataset
+    from rtfd.lake import visible_files
     from rtfd.query.labels import chargeback_labels_sql, label_columns
 
     write_labels(settings, "old", [chargeback("c")])
     write_labels(settings, "new", [analyst("a", 1, YOUNG), analyst("c", 0, YOUNG)])
-    files = dataset(settings.labels_dir)
-    assert files is not None
+    files = visible_files(settings.labels_dir)
+    assert files
     con = duckdb.connect()
     rows = con.execute(chargeback_labels_sql(label_columns(con, files)), {"l": files}).fetchall()
     assert rows == [("c", 1)]
@@ -423,7 +423,7 @@ def test_merchant_risk_ignores_analysts_verdicts(tmp_path: Path) -> None:
     """The stream's merchant risk equals the offline point-in-time one (chargebacks only), with
     analysts' verdicts, withdrawn or not, in the labels Parquet beside them."""
     from rtfd.features.merchant_risk import point_in_time
-    from rtfd.query.merchant_risk import refresh_from_parquet
+    from rtfd.query.lake_reads import refresh_from_parquet
     from tests.unit.test_features_kernel import T0, _labelled
 
     s = load_settings({"home": str(tmp_path)})

@@ -13,11 +13,13 @@ import pytest
 
 from rtfd.errors import DataError
 from rtfd.features import FEATURE_NAMES
-from rtfd.features.kernel import KernelConfig, KernelState, step, step_batch
+from rtfd.features.arithmetic import KernelConfig
+from rtfd.features.batch import step_batch
 from rtfd.features.merchant_risk import MerchantRiskTable, point_in_time
 from rtfd.features.names import FEATURE_DOCS
 from rtfd.features.offline import build_features
-from rtfd.query.merchant_risk import refresh_from_parquet
+from rtfd.features.reference import step
+from rtfd.features.state import KernelState
 
 pytestmark = pytest.mark.unit
 
@@ -281,42 +283,6 @@ def test_merchant_risk_table_round_trips_through_bytes() -> None:
         MerchantRiskTable.from_bytes(b"not a table")
 
 
-def test_refresh_from_parquet_reads_labels_and_enriched_with_duckdb(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from rtfd.config import load_settings
-
-    settings = load_settings({"home": str(tmp_path)})
-    empty = refresh_from_parquet(settings, now=T0)
-    assert len(empty) == 0  # no data yet: neutral, not an error
-
-    history = _labelled().assign(transaction_id=lambda d: [f"t{i}" for i in range(len(d))])
-    day = history["timestamp"].dt.strftime("%Y-%m-%d")
-    for date, part in history.groupby(day):
-        out = settings.enriched_dir / f"event_date={date}"
-        out.mkdir(parents=True)
-        part[["transaction_id", "merchant_id", "timestamp"]].to_parquet(out / "part-0.parquet")
-    now = T0 + timedelta(days=30, minutes=10)
-    # Scored rows but no label yet (a fresh appliance, a restart before the first chargeback):
-    # every merchant looks neutral, and the refresh must not fail (it once passed DuckDB a
-    # parameter the label-less SQL does not use, and the stream could not start).
-    unlabelled = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
-    assert len(unlabelled) > 0
-    fraud = history[history["label"] == 1]
-    labels = pd.DataFrame(
-        {
-            "transaction_id": fraud["transaction_id"],
-            "label": 1,
-            "fraud_type": "x",
-            "reported_at": fraud["timestamp"] + timedelta(hours=1),
-        }
-    )
-    settings.labels_dir.mkdir(parents=True)
-    labels.to_parquet(settings.labels_dir / "labels.parquet")
-    table = refresh_from_parquet(settings, now=now, label_delay_s=86_400)
-    expected = point_in_time(history, label_delay_s=86_400)
-    at = pd.Series([now] * 2)
-    pd.testing.assert_frame_equal(table.lookup(["m1", "m2"], at), expected.lookup(["m1", "m2"], at))
-
-
 def test_features_package_imports_neither_spark_nor_textual() -> None:
     code = (
         "import sys, json, rtfd.features.offline, rtfd.features.merchant_risk;"
@@ -334,7 +300,8 @@ def test_the_state_blob_is_at_least_five_times_smaller_than_plain_columns() -> N
     import numpy as np
     import pyarrow as pa
 
-    from rtfd.features.kernel import KernelState, step_batch
+    from rtfd.features.batch import step_batch
+    from rtfd.features.state import KernelState
     from rtfd.generator.history import simulate_history
 
     history = simulate_history(3, users=3_000, merchants=500, seed=5, time_scale=600)

@@ -12,9 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtfd.features import FEATURE_NAMES
-from rtfd.features.kernel import KernelConfig, KernelState, UserState, step, step_batch
+from rtfd.features.arithmetic import KernelConfig
+from rtfd.features.batch import step_batch
 from rtfd.features.merchant_risk import point_in_time
 from rtfd.features.offline import build_features, fold_reference
+from rtfd.features.reference import UserState, step
+from rtfd.features.state import KernelState
 
 pytestmark = pytest.mark.unit
 

@@ -11,8 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rtfd.features.arithmetic import KernelConfig
+from rtfd.features.batch import step_batch
 from rtfd.features.intmap import Int64Index
-from rtfd.features.kernel import KernelConfig, KernelState, step_batch
+from rtfd.features.state import KernelState
 from rtfd.features.store import UserStore
 from tests.unit.test_features_parity import CONFIGS, histories
 

@@ -18,7 +18,7 @@ from rtfd.ml.data import labelled_features, simulated_history
 from rtfd.ml.metrics import ranking_metrics
 from rtfd.ml.registry import Registry
 from rtfd.ml.train import ensure_bootstrap_model, resolve_mode_algo, time_split, train_model
-from rtfd.query.training import read_training_table
+from rtfd.query.lake_reads import read_training_table
 
 pytestmark = pytest.mark.unit
 
