@@ -27,12 +27,23 @@ START = "<!-- guarantees:start -->"
 END = "<!-- guarantees:end -->"
 
 
+def _source(run: dict[str, Any]) -> str:
+    """The command whose run the table shows: ``just guarantees`` runs ``-m guarantee``; a run
+    of the whole suite (``pytest --guarantees-json PATH``) proves the same tests."""
+    selection = run.get("selection", "guarantee")
+    if selection == "guarantee":
+        return "`just guarantees`"
+    if selection == "all tests":
+        return "the whole suite (`pytest --guarantees-json PATH`, what `just test` runs)"
+    return f"`pytest -m {selection!r} --guarantees-json PATH`"
+
+
 def render(run: dict[str, Any]) -> tuple[str, list[str]]:
     """(the table's markdown, problems)."""
     tests: dict[str, dict[str, Any]] = run["tests"]
     problems: list[str] = []
     lines = [
-        f"From `just guarantees` on {run['when'][:10]} (commit {run['commit']}): "
+        f"From {_source(run)} on {run['when'][:10]} (commit {run['commit']}): "
         f"{len(tests):,} test cases. A row's claim is what its tests assert; the result column "
         "is what they did in that run.",
         "",

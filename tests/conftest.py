@@ -156,6 +156,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "commit": commit + ("+changes" if dirty else ""),
+                # What ran: `just guarantees` (-m guarantee) or the whole suite (`just test`).
+                "selection": session.config.getoption("markexpr", default="") or "all tests",
                 "tests": _OUTCOMES,
             },
             indent=1,
