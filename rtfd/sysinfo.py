@@ -68,17 +68,23 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs: rtfd's one liveness check (brokers, Spark orphans).
+
+    A zombie (``Z``) or a dying process (``X``) still "exists" for ``kill(pid, 0)`` but does
+    nothing any more: it counts as dead, so waits for an ended process end when it exits, not
+    when its parent reaps it. A process of another user counts as alive.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie still "exists"; treat it as dead.
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
+        # The command name in parentheses may hold spaces and ")": the state follows the last.
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
         return True
 
 

@@ -7,16 +7,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rtfd.broker.admin import TopicInfo
     from rtfd.config import Settings
-
-
-@dataclass(frozen=True)
-class TopicInfo:
-    """One topic as the broker reports it."""
-
-    name: str
-    partitions: int
-    messages: int  # sum over partitions of (high watermark - low watermark)
 
 
 @dataclass(frozen=True)
@@ -70,6 +62,6 @@ class Broker(ABC):
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings to reach this broker (bootstrap, security, pass-through)."""
-        from rtfd.broker import client_config
+        from rtfd.broker.clients import client_config
 
         return client_config(self.settings, self.bootstrap_servers)

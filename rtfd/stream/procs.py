@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from rtfd.errors import RtfdError
+from rtfd.sysinfo import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +92,9 @@ def tagged_processes(tag: str, env_name: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in environ.split(b"\0") and not _is_zombie(int(entry.name)):
+        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
 
 
 def end_orphans(tag: str, env_name: str, *, grace_s: float = 5.0) -> list[int]:
@@ -115,25 +108,15 @@ def end_orphans(tag: str, env_name: str, *, grace_s: float = 5.0) -> list[int]:
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        alive = [p for p in pids if _alive(p)]
+        alive = [p for p in pids if pid_alive(p)]
         if not alive:
             break
         time.sleep(0.1)
     for pid in pids:
-        if _alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(pid)
