@@ -67,25 +67,25 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def is_zombie(pid: int) -> bool:
-    """True when ``pid`` is a zombie or dead (``Z``/``X`` in /proc, or its entry gone while /proc
-    exists); False where there is no /proc to ask (not Linux)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-    except OSError:
-        return os.path.isdir("/proc/self")
-
-
 def pid_alive(pid: int) -> bool:
-    """True when process ``pid`` exists and is not a zombie (one still "exists" to kill(0))."""
+    """True while process ``pid`` runs: rtfd's one liveness check (brokers, Spark orphans).
+
+    A zombie (``Z``) or a dying process (``X``) still "exists" for ``kill(pid, 0)`` but does
+    nothing any more: it counts as dead, so waits for an ended process end when it exits, not
+    when its parent reaps it. A process of another user counts as alive.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return not is_zombie(pid)
+    try:
+        # The command name in parentheses may hold spaces and ")": the state follows the last.
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def free_port() -> int:

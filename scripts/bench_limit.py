@@ -38,7 +38,7 @@ class LimitPipeline:
         from rtfd.stream.progress import ProgressHub
         from rtfd.stream.risk import RiskTables
         from rtfd.stream.scoring import ModelHolder
-        from rtfd.stream.sinks import KafkaPublisher
+        from rtfd.stream.sinks import KafkaPublisher, Outlets
 
         self.settings = settings
         self.topic = topic
@@ -49,9 +49,7 @@ class LimitPipeline:
             settings,
             checkpoint=self.checkpoint,
             topic=topic,
-            alerts_topic=topics.alerts,
-            dlq_topic=topics.dlq,
-            publisher=self.publisher,
+            outlets=Outlets(self.publisher, alerts_topic=topics.alerts, dlq_topic=topics.dlq),
             hub=ProgressHub(),
             models=ModelHolder(settings),
             risk=RiskTables(settings, self.checkpoint / "rtfd" / "risk"),

@@ -1,44 +1,21 @@
 """Kafka-protocol broker backends (redpanda, embedded kafka, external) and topic admin.
 
-Producers and consumers elsewhere in rtfd only need :func:`client_config`; starting and stopping
+Producers, consumers and admin clients are made in :mod:`rtfd.broker.clients` (whose
+:func:`client_config` and :func:`bootstrap_servers` are this package's too); starting and stopping
 a broker goes through :func:`make_broker`.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rtfd.broker.clients import KAFKA_LOG, bootstrap_servers, client_config
 
 if TYPE_CHECKING:
     from rtfd.broker.base import Broker
     from rtfd.config import Settings
 
-# librdkafka writes its own log (connection refused while a broker restarts...) straight to
-# stderr, which lands on the TUI's screen. Every client gets this logger instead, so the lines go
-# to rtfd's log file (they are forwarded when the client polls).
-KAFKA_LOG = logging.getLogger("rtfd.kafka")
-
-
-def bootstrap_servers(settings: Settings) -> str:
-    """Where clients connect: the external cluster, or the local broker on 127.0.0.1."""
-    if settings.broker_bootstrap_servers:
-        return settings.broker_bootstrap_servers
-    return f"127.0.0.1:{settings.broker_port}"
-
-
-def client_config(settings: Settings, servers: str | None = None) -> dict[str, Any]:
-    """librdkafka settings for any rtfd client: bootstrap servers (``servers``, or those of the
-    settings), the security that ``broker_security`` asks for, the ``[client]`` pass-through
-    properties over it (less the Java-only ones), and the client's own log routed to rtfd's log
-    (:data:`KAFKA_LOG`)."""
-    from rtfd.broker.security import librdkafka_passthrough, librdkafka_security
-
-    return {
-        "bootstrap.servers": servers or bootstrap_servers(settings),
-        **librdkafka_security(settings),
-        **librdkafka_passthrough(settings),
-        "logger": KAFKA_LOG,
-    }
+__all__ = ["KAFKA_LOG", "bootstrap_servers", "client_config", "make_broker", "resolve_backend"]
 
 
 def resolve_backend(settings: Settings) -> str:

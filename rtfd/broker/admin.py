@@ -1,4 +1,8 @@
-"""Topic administration and liveness checks through the Kafka protocol itself."""
+"""Topic administration and liveness checks through the Kafka protocol itself.
+
+The lowest layer of the broker package besides :mod:`rtfd.broker.clients`: the backends
+(:mod:`rtfd.broker.base` and its subclasses) use it, it uses none of them.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rtfd.broker.clients import QUIET
+from rtfd.broker.clients import admin as admin_client
+from rtfd.broker.clients import consumer as consumer_client
 from rtfd.config import Settings
 from rtfd.errors import BrokerError, BrokerUnavailable
 from rtfd.schemas import Topics
 
-
-@dataclass(frozen=True)
-class TopicInfo:
-    """One topic as the broker reports it."""
-
-    name: str
-    partitions: int
-    messages: int  # sum over partitions of (high watermark - low watermark)
-
-
 log = logging.getLogger(__name__)
-
-# librdkafka would otherwise print connection errors to stderr, which must never reach the TUI.
-_QUIET: dict[str, Any] = {"log_level": 3, "logger": logging.getLogger("rtfd.kafka.client")}
 
 #: How often a metadata request is retried while waiting for a broker (an authentication or TLS
 #: failure shows up between two tries, so it is reported at once instead of after the timeout).
@@ -36,6 +30,15 @@ class BrokerAuthFailed(BrokerUnavailable):
     """The cluster answers but refuses rtfd's credentials (or its TLS certificate)."""
 
     title = "Broker authentication failed"
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """One topic as the broker reports it."""
+
+    name: str
+    partitions: int
+    messages: int  # sum over partitions of (high watermark - low watermark)
 
 
 @dataclass(frozen=True)
@@ -90,18 +93,12 @@ def replication_for(spec: TopicSpec, brokers: int) -> tuple[int, int]:
     return rf, isr
 
 
-def _admin(config: Mapping[str, Any]):  # type: ignore[no-untyped-def]
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({**config, **_QUIET})
-
-
 def broker_answers(config: Mapping[str, Any], timeout: float = 2.0) -> bool:
     """True when a broker answers a real metadata request within ``timeout`` seconds."""
     from confluent_kafka import KafkaException
 
     try:
-        md = _admin(config).list_topics(timeout=timeout)
+        md = admin_client(config).list_topics(timeout=timeout)
     except KafkaException:
         return False
     return bool(md.brokers)
@@ -112,7 +109,7 @@ def registered_brokers(config: Mapping[str, Any], timeout: float = 2.0) -> int:
     from confluent_kafka import KafkaException
 
     try:
-        return len(_admin(config).list_topics(timeout=timeout).brokers)
+        return len(admin_client(config).list_topics(timeout=timeout).brokers)
     except KafkaException:
         return 0
 
@@ -128,7 +125,6 @@ def cluster_metadata(
     broker answers in time.
     """
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
 
     errors: list[Any] = []
 
@@ -138,8 +134,7 @@ def cluster_metadata(
 
     # poll() below serves librdkafka's log queue too: its per-retry connection lines stay out of
     # the terminal (log_level 2); the errors themselves reach rtfd.log through on_error.
-    quiet: dict[str, Any] = {**_QUIET, "error_cb": on_error, "log_level": 2}
-    admin = AdminClient({**config, **quiet})
+    admin = admin_client(config, error_cb=on_error, log_level=2)
     where = config.get("bootstrap.servers")
     deadline = time.monotonic() + timeout
     while True:
@@ -306,12 +301,10 @@ def describe_topics(
     config: Mapping[str, str], names: tuple[str, ...] = Topics.ALL
 ) -> list[TopicInfo]:
     """Partitions and message counts (high minus low watermark) of the given topics that exist."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import TopicPartition
 
     _, md = cluster_metadata(config, 5.0)
-    consumer = Consumer(
-        {**config, **_QUIET, "group.id": "rtfd-status", "enable.auto.commit": False}
-    )
+    consumer = consumer_client(config, "rtfd-status", **QUIET)
     try:
         out = []
         for name in names:

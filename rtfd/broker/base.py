@@ -62,6 +62,6 @@ class Broker(ABC):
 
     def client_config(self) -> dict[str, Any]:
         """librdkafka settings to reach this broker (bootstrap, security, pass-through)."""
-        from rtfd.broker import client_config
+        from rtfd.broker.clients import client_config
 
         return client_config(self.settings, self.bootstrap_servers)

@@ -138,7 +138,7 @@ class LocalKafkaCluster(Broker):
 
     def internal_config(self) -> dict[str, Any]:
         """librdkafka settings for the unauthenticated listeners (readiness, admin checks)."""
-        from rtfd.broker import KAFKA_LOG
+        from rtfd.broker.clients import KAFKA_LOG
 
         return {"bootstrap.servers": self.internal_servers, "logger": KAFKA_LOG, "log_level": 3}
 
@@ -196,9 +196,9 @@ class LocalKafkaCluster(Broker):
             UserScramCredentialUpsertion,
         )
 
-        from rtfd.broker.admin import _admin
+        from rtfd.broker.clients import admin as admin_client
 
-        admin = _admin(self.internal_config())  # kept alive until every future is done
+        admin = admin_client(self.internal_config())  # kept alive until every future is done
         # One request per mechanism: Kafka refuses two changes to one user in one request.
         for mechanism in SCRAM_MECHANISMS:
             info = ScramCredentialInfo(

@@ -41,9 +41,9 @@ ProducerFactory = Callable[[dict[str, Any]], ProducerLike]
 
 
 def _confluent_producer(config: dict[str, Any]) -> ProducerLike:
-    from confluent_kafka import Producer
+    from rtfd.broker.clients import producer
 
-    return Producer(config)  # type: ignore[return-value]
+    return producer(config)  # type: ignore[no-any-return]
 
 
 class LabelPublisher:

@@ -526,9 +526,9 @@ class LiveGenerator:
         config = producer_config(self.settings, on_delivery=self._on_delivery)
         if self._producer_factory is not None:
             return self._producer_factory(config)
-        from confluent_kafka import Producer
+        from rtfd.broker.clients import producer
 
-        return Producer(config)  # type: ignore[no-any-return]
+        return producer(config)  # type: ignore[no-any-return]
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         is_label = self.labels_topic is not None and msg.topic() == self.labels_topic
@@ -791,12 +791,9 @@ def produce_transactions(
             failures.append(str(err))
 
     config = producer_config(settings, on_delivery=on_delivery)
-    if producer_factory is not None:
-        producer: ProducerLike = producer_factory(config)
-    else:
-        from confluent_kafka import Producer
+    from rtfd.broker.clients import producer as default_producer
 
-        producer = Producer(config)
+    producer: ProducerLike = (producer_factory or default_producer)(config)
     fmt = TimestampFormatter()
     valid: list[str] = []
     fraud: list[Row] = []

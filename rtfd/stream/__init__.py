@@ -11,8 +11,10 @@
   versioned merchant-risk tables;
 * :mod:`rtfd.stream.cluster` and :mod:`rtfd.stream.state` — the cluster path: decoding on the
   executors and per-user features over buckets of users in Spark's state store;
-* :mod:`rtfd.stream.scoring`, :mod:`rtfd.stream.sinks` — models with hot reload, alerts and
-  dead letters;
+* :mod:`rtfd.stream.batch` — the batch step both paths share, pure (risk features, score,
+  threshold, alert and dead-letter records), tested on plain frames;
+* :mod:`rtfd.stream.sinks` — where its output goes, and nothing else: Parquet, Kafka (alerts,
+  dead letters), the console; :mod:`rtfd.stream.scoring` — models with hot reload;
 * :mod:`rtfd.stream.progress` — per-batch progress; :mod:`rtfd.stream.procs` — lock and orphans.
 
 Heavy imports (pyspark, pandas) happen inside functions, so importing this package is cheap.

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame
 
+    from rtfd.stream.sinks import Outlets
+
 log = logging.getLogger(__name__)
 
 COMPACT_EVERY_S = 30.0
@@ -69,8 +71,7 @@ def decode_batches(
     def fn(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
-        from rtfd.stream.decode import decode
-        from rtfd.stream.engine import kafka_columns
+        from rtfd.stream.decode import decode, kafka_columns
 
         for batch in batches:
             if batch.num_rows == 0:
@@ -146,13 +147,10 @@ class ClusterSink:
         settings: Settings,
         *,
         checkpoint: Path,
-        alerts_topic: str,
-        dlq_topic: str,
-        publisher: Any,
+        outlets: Outlets,
         hub: ProgressHub,
         models: Any,
         risk: Any,
-        console: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.time,
         name: str = "transactions",
     ) -> None:
@@ -162,13 +160,10 @@ class ClusterSink:
 
         self.settings = settings
         self.checkpoint = checkpoint
-        self.alerts_topic = alerts_topic
-        self.dlq_topic = dlq_topic
-        self.publisher = publisher
+        self.outlets = outlets
         self.hub = hub
         self.models = models
         self.risk = risk
-        self.console = console
         self.clock = clock
         self.name = name
         self.schema = enriched_arrow_schema()
@@ -205,12 +200,10 @@ class ClusterSink:
 
     def process(self, pdf: Any, batch_id: int, *, started: float | None = None) -> BatchStats:
         import pandas as pd
-        import pyarrow as pa
 
-        from rtfd.features.kernel import timestamps_ms
-        from rtfd.lake import file_name, write_file
-        from rtfd.stream.engine import _percentiles, explain_alerts, score_rows
-        from rtfd.stream.sinks import alert_records, dead_letter_records, format_alert_line
+        from rtfd.lake import file_name
+        from rtfd.stream.batch import latency_percentiles, score_batch
+        from rtfd.stream.sinks import PARTITION_COLUMN, write_by_date
         from rtfd.stream.state import KIND_DEAD, KIND_DUPLICATE, KIND_VALID
 
         t0 = time.monotonic() if started is None else started
@@ -227,49 +220,23 @@ class ClusterSink:
             valid["kafka_ts"] = pd.to_datetime(valid["kafka_ts"], utc=True)
         model, risk = self.models.for_batch(self.batch_log, batch_id), self.risk.table()
         now = datetime.fromtimestamp(self.clock(), tz=UTC)
-        scored = score_rows(
+        out = score_batch(
             valid,
             valid[USER_FEATURES] if len(valid) else valid.reindex(columns=USER_FEATURES),
+            dead,
             model=model,
             risk=risk,
-            processed_at=now,
+            model_version=str(model.version),
+            at=now,
             schema=self.schema,
         )
-        if scored.table.num_rows:
-            dates = pd.Series(valid["timestamp"]).dt.strftime("%Y-%m-%d")
+        if out.table.num_rows:
+            dates = pd.Series(valid["timestamp"]).dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
             name = file_name(self.lake_id, batch_id, batch_id)
-            for date in sorted(set(dates)):
-                part = scored.table.filter(pa.array((dates == date).to_numpy()))
-                write_file(self.settings.enriched_dir / f"event_date={date}", name, part)
-        alerts: list[dict[str, Any]] = []
-        if len(scored.flagged):
-            at = scored.flagged
-            reasons = explain_alerts(model, scored.features.iloc[at], scored.scores[at])
-            alerts = alert_records(
-                valid.iloc[at],
-                scored.scores[at],
-                reasons,
-                model_version=str(model.version),
-                threshold=float(model.threshold),
-                scored_at=now,
-            )
-            self.publisher.send(self.alerts_topic, ((a["transaction_id"], a) for a in alerts))
-        if len(dead):
-            records = dead_letter_records(dead, seen_at=now)
-            self.publisher.send(
-                self.dlq_topic,
-                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records),
-            )
-        if alerts or len(dead):
-            self.publisher.flush()
-        committed_ms = self.clock() * 1000.0
-        lat50 = lat99 = ev50 = ev99 = None
-        if len(valid):
-            lat50, lat99 = _percentiles(committed_ms - timestamps_ms(valid["kafka_ts"]))
-            ev50, ev99 = _percentiles(committed_ms - timestamps_ms(valid["timestamp"]))
-        if self.console is not None:
-            for a in alerts:
-                self.console(format_alert_line(a))
+            write_by_date(self.settings.enriched_dir, PARTITION_COLUMN, name, out.table, dates)
+        self.outlets.write(out.records)
+        lat50, lat99, ev50, ev99 = latency_percentiles(valid, self.clock() * 1000.0)
+        alerts = out.records.alerts
         stats = BatchStats(
             query=self.name,
             batch_id=batch_id,

@@ -427,3 +427,40 @@ def _dead_frame(
     for c in ("kafka_topic", "kafka_partition", "kafka_offset"):
         frame[c] = coords[c].to_numpy()[rows] if len(rows) else coords[c].to_numpy()[:0]
     return frame
+
+
+def kafka_columns(
+    raw: pa.Table, topic: str | None = None
+) -> tuple[pa.Array, np.ndarray, pd.DataFrame]:
+    """(values, Kafka timestamps in ms, coordinates) of a Kafka source batch, in
+    (partition, offset) order, so a replayed batch is decoded in the same order. The values stay
+    an Arrow binary array; the topic comes from the batch, or is ``topic`` when the query does
+    not select it (one topic per query: no string per row to move)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(raw, sort_keys=[("partition", "ascending"), ("offset", "ascending")])
+    raw = raw.take(order)
+    ts = raw.column("timestamp")
+    if pa.types.is_timestamp(ts.type):
+        per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[ts.type.unit]
+        ticks = pc.cast(ts, pa.int64())
+        ts = pc.multiply(ticks, 1000) if per_ms is None else pc.divide(ticks, per_ms)
+    n = raw.num_rows
+    topics = (
+        raw.column("topic").to_numpy(zero_copy_only=False)
+        if "topic" in raw.column_names
+        else np.full(n, topic, dtype=object)
+    )
+    coords = pd.DataFrame(
+        {
+            "kafka_topic": topics,
+            "kafka_partition": raw.column("partition")
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int32),
+            "kafka_offset": raw.column("offset").to_numpy(zero_copy_only=False).astype(np.int64),
+        }
+    )
+    values = raw.column("value").combine_chunks()
+    return values, ts.to_numpy(zero_copy_only=False).astype(np.int64), coords

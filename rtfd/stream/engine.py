@@ -9,10 +9,12 @@ whose work per batch follows the batch's rows, not the users in state):
 2. drop re-delivered transaction ids (:class:`~rtfd.stream.durable.RecentIds`) and notice
    offsets that retention deleted before the stream read them (counted, logged as an error,
    shown in the status: never silent);
-3. per-user features (the one kernel), merchant-risk features, one vectorised score;
+3. per-user features (the one kernel), then the pure batch step (:mod:`rtfd.stream.batch`):
+   merchant-risk features, one vectorised score, the threshold;
 4. durability: the enriched rows go to the redo log (:mod:`rtfd.stream.durable`) before the
    batch returns — Spark commits only after that;
-5. alerts and dead letters to Kafka, flushed (at least once, deterministic ``alert_id``);
+5. alerts and dead letters to Kafka, flushed (at least once, deterministic ``alert_id``), through
+   :class:`~rtfd.stream.sinks.Outlets`;
 6. the rows are queued for Parquet: :class:`~rtfd.lake.LakeWriter` writes committed batches
    every few seconds and compacts in the background (exactly once, few files).
 
@@ -42,19 +44,23 @@ import numpy as np
 
 from rtfd.config import Settings
 from rtfd.errors import RtfdError
-from rtfd.features.names import FEATURE_NAMES, RISK_FEATURES, USER_FEATURES
+from rtfd.features.names import USER_FEATURES
 from rtfd.features.store import UserStore
 from rtfd.schemas import LABEL, TRANSACTION
 from rtfd.stream.durable import Offsets, RecentIds, RedoLog, Snapshots, StateError
 from rtfd.stream.progress import BatchStats, ProgressHub
-from rtfd.stream.sinks import enriched_arrow_schema, labels_arrow_schema
+from rtfd.stream.sinks import (
+    LABEL_PARTITION_COLUMN,
+    PARTITION_COLUMN,
+    enriched_arrow_schema,
+    labels_arrow_schema,
+)
 
 if TYPE_CHECKING:
-    import pandas as pd
     import pyarrow as pa
 
     from rtfd.stream.scoring import ModelHolder
-    from rtfd.stream.sinks import KafkaPublisher
+    from rtfd.stream.sinks import Outlets
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +72,6 @@ SNAPSHOT_EVERY_S = 60.0
 EVICT_EVERY_BATCHES = 256
 FLUSH_EVERY_S = 2.0
 COMPACT_EVERY_S = 10.0
-# Explaining an alert costs milliseconds (SHAP on the whole model). In an alert flood a batch
-# explains at most this many, highest scores first; the others say why they have none.
-MAX_EXPLAINED_ALERTS = 2_000
-UNEXPLAINED = "explanation skipped: too many alerts in this batch"
 _TXN = TRANSACTION.names
 _SNAP_MAGIC = b"RTFDSN1\n"
 
@@ -225,134 +227,6 @@ def read_redo(payload: bytes) -> tuple[pa.Table, dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# The pure batch step
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Scored:
-    """One batch scored: the enriched rows (Arrow, the Parquet schema), and what the alerts
-    need without going back through pandas."""
-
-    table: pa.Table
-    features: pd.DataFrame  # FEATURE_NAMES, one row per table row
-    scores: np.ndarray
-    flagged: np.ndarray  # row indices at or above the threshold
-
-
-def score_rows(
-    rows: pd.DataFrame,
-    user_features: pd.DataFrame,
-    *,
-    model: Any,
-    risk: Any,
-    processed_at: datetime,
-    schema: pa.Schema,
-) -> Scored:
-    """Decoded transactions + their user features -> enriched rows: risk features, score,
-    flag. Pure: the same inputs give the same rows (tests run it on plain frames)."""
-    import pandas as pd
-    import pyarrow as pa
-
-    from rtfd.features.kernel import timestamps_ms
-
-    n = len(rows)
-    x = user_features.reindex(columns=FEATURE_NAMES, fill_value=0.0).to_numpy(
-        dtype=np.float64, copy=True
-    )
-    if n:
-        looked = risk.lookup_ms(
-            rows["merchant_id"].to_numpy(dtype=object), timestamps_ms(rows["timestamp"])
-        )
-        for name in RISK_FEATURES:
-            x[:, FEATURE_NAMES.index(name)] = looked[name]
-    features = pd.DataFrame(x, columns=FEATURE_NAMES, copy=False)
-    scores = (
-        np.asarray(model.score(features), dtype=np.float64) if n else np.zeros(0, dtype=np.float64)
-    )
-    flags = scores >= float(model.threshold)
-    columns: dict[str, Any] = {f: rows[f].to_numpy() for f in _TXN if f != "timestamp"}
-    columns["timestamp"] = rows["timestamp"].array
-    for j, name in enumerate(FEATURE_NAMES):
-        columns[name] = x[:, j]
-    columns["fraud_score"] = scores
-    columns["is_fraud"] = flags
-    columns["model_version"] = pa.array([str(model.version)] * n, pa.string())
-    columns["kafka_partition"] = rows["kafka_partition"].to_numpy()
-    columns["kafka_offset"] = rows["kafka_offset"].to_numpy()
-    columns["processed_at"] = pa.array(
-        np.full(n, int(processed_at.timestamp() * 1000), dtype=np.int64),
-        pa.timestamp("ms", tz="UTC"),
-    )
-    arrays = [
-        columns[f.name]
-        if isinstance(columns[f.name], pa.Array)
-        else pa.array(columns[f.name], type=f.type, from_pandas=True)
-        for f in schema
-    ]
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    return Scored(table, features, scores, np.flatnonzero(flags))
-
-
-def explain_alerts(model: Any, features: pd.DataFrame, scores: np.ndarray) -> list[list[str]]:
-    """Reasons for each flagged row (at most :data:`MAX_EXPLAINED_ALERTS` explained, highest
-    scores first)."""
-    if len(features) <= MAX_EXPLAINED_ALERTS:
-        return [list(r) for r in model.explain(features, top=3)]
-    order = np.argsort(-scores, kind="stable")
-    chosen = order[:MAX_EXPLAINED_ALERTS]
-    reasons: list[list[str]] = [[UNEXPLAINED] for _ in range(len(features))]
-    for i, r in zip(chosen, model.explain(features.iloc[chosen], top=3), strict=True):
-        reasons[int(i)] = list(r)
-    log.warning(
-        "alert flood: %d alerts in one batch, %d explained", len(features), MAX_EXPLAINED_ALERTS
-    )
-    return reasons
-
-
-def _percentiles(values: np.ndarray) -> tuple[float | None, float | None]:
-    if len(values) == 0:
-        return None, None
-    p50, p99 = np.percentile(values, [50, 99])
-    return float(p50), float(p99)
-
-
-def kafka_columns(
-    raw: pa.Table, topic: str | None = None
-) -> tuple[pa.Array, np.ndarray, pd.DataFrame]:
-    """(values, Kafka timestamps in ms, coordinates) of a Kafka source batch, in
-    (partition, offset) order, so a replayed batch is decoded in the same order. The values stay
-    an Arrow binary array; the topic comes from the batch, or is ``topic`` when the query does
-    not select it (one topic per query: no string per row to move)."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    order = pc.sort_indices(raw, sort_keys=[("partition", "ascending"), ("offset", "ascending")])
-    raw = raw.take(order)
-    ts = raw.column("timestamp")
-    if pa.types.is_timestamp(ts.type):
-        per_ms = {"s": None, "ms": 1, "us": 1_000, "ns": 1_000_000}[ts.type.unit]
-        ticks = pc.cast(ts, pa.int64())
-        ts = pc.multiply(ticks, 1000) if per_ms is None else pc.divide(ticks, per_ms)
-    n = raw.num_rows
-    topics = (
-        raw.column("topic").to_numpy(zero_copy_only=False)
-        if "topic" in raw.column_names
-        else np.full(n, topic, dtype=object)
-    )
-    coords = pd.DataFrame(
-        {
-            "kafka_topic": topics,
-            "kafka_partition": raw.column("partition")
-            .to_numpy(zero_copy_only=False)
-            .astype(np.int32),
-            "kafka_offset": raw.column("offset").to_numpy(zero_copy_only=False).astype(np.int64),
-        }
-    )
-    values = raw.column("value").combine_chunks()
-    return values, ts.to_numpy(zero_copy_only=False).astype(np.int64), coords
-
-
-# --------------------------------------------------------------------------------------------
 # The engine
 # --------------------------------------------------------------------------------------------
 class TransactionEngine:
@@ -364,13 +238,10 @@ class TransactionEngine:
         *,
         checkpoint: Path,
         topic: str,
-        alerts_topic: str,
-        dlq_topic: str,
-        publisher: KafkaPublisher,
+        outlets: Outlets,
         hub: ProgressHub,
         models: ModelHolder,
         risk: Any,
-        console: Callable[[str], None] | None = None,
         clock: Clock = time.time,
         name: str = "transactions",
     ) -> None:
@@ -379,13 +250,10 @@ class TransactionEngine:
         self.settings = settings
         self.checkpoint = checkpoint
         self.topic = topic
-        self.alerts_topic = alerts_topic
-        self.dlq_topic = dlq_topic
-        self.publisher = publisher
+        self.outlets = outlets
         self.hub = hub
         self.models = models
         self.risk = risk
-        self.console = console
         self.clock = clock
         self.name = name
         root = checkpoint / "rtfd"
@@ -396,7 +264,7 @@ class TransactionEngine:
         self.lake_id = lake_id(checkpoint)
         self.lake = LakeWriter(
             settings.enriched_dir,
-            partition_column="event_date",
+            partition_column=PARTITION_COLUMN,
             date_source="timestamp",
             query=self.lake_id,
             schema=self.schema,
@@ -616,8 +484,8 @@ class TransactionEngine:
         when Spark handed the batch over (before collecting it), for the timings."""
 
         from rtfd.features.kernel import timestamps_ms
-        from rtfd.stream.decode import decode
-        from rtfd.stream.sinks import alert_records, dead_letter_records, format_alert_line
+        from rtfd.stream.batch import batch_records, latency_percentiles, score_rows
+        from rtfd.stream.decode import decode, kafka_columns
 
         t0 = time.monotonic() if started is None else started
         marks: dict[str, float] = {}
@@ -673,7 +541,6 @@ class TransactionEngine:
         scored = score_rows(
             valid, feats, model=model, risk=risk, processed_at=now, schema=self.schema
         )
-        table = scored.table
         mark("score")
         meta = {
             "offsets": self.state.offsets.next,
@@ -681,41 +548,19 @@ class TransactionEngine:
             "risk": intent.risk_version,
             "skipped": self.state.skipped,
         }
-        state_bytes = self.redo.append(batch_id, redo_payload(table, meta))
+        # The redo record before any alert goes out: a replay then scores with the same model.
+        state_bytes = self.redo.append(batch_id, redo_payload(scored.table, meta))
         self.state.batch_id = batch_id
         mark("redo")
-        self.lake.add(batch_id, table)
-        alerts: list[dict[str, Any]] = []
+        self.lake.add(batch_id, scored.table)
+        records = batch_records(
+            scored, valid, decoded.dead, model=model, model_version=intent.model_version, at=now
+        )
         if len(scored.flagged):
-            at = scored.flagged
-            reasons = explain_alerts(model, scored.features.iloc[at], scored.scores[at])
             mark("explain")
-            alerts = alert_records(
-                valid.iloc[at],
-                scored.scores[at],
-                reasons,
-                model_version=intent.model_version,
-                threshold=float(model.threshold),
-                scored_at=now,
-            )
-            self.publisher.send(self.alerts_topic, ((a["transaction_id"], a) for a in alerts))
-        if len(decoded.dead):
-            records = dead_letter_records(decoded.dead, seen_at=now)
-            self.publisher.send(
-                self.dlq_topic,
-                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records),
-            )
-        if alerts or len(decoded.dead):
-            self.publisher.flush()
+        if self.outlets.write(records):
             mark("flush")
-        committed_ms = self.clock() * 1000.0
-        lat50 = lat99 = ev50 = ev99 = None
-        if len(valid):
-            lat50, lat99 = _percentiles(committed_ms - timestamps_ms(valid["kafka_ts"]))
-            ev50, ev99 = _percentiles(committed_ms - te[~dup])
-        if self.console is not None:
-            for a in alerts:
-                self.console(format_alert_line(a))
+        lat50, lat99, ev50, ev99 = latency_percentiles(valid, self.clock() * 1000.0)
         self._maybe_snapshot()
         with self._lock:
             errors, self._errors = self._errors, []
@@ -732,7 +577,7 @@ class TransactionEngine:
             query=self.name,
             batch_id=batch_id,
             rows=len(valid),
-            alerts=len(alerts),
+            alerts=len(records.alerts),
             dead_letters=len(decoded.dead),
             duplicates=n_dupes,
             skipped_offsets=self.state.skipped,
@@ -752,7 +597,7 @@ class TransactionEngine:
             "batch %d: %d rows, %d alerts, %d dead, %.0f ms (%s ms)",
             batch_id,
             len(valid),
-            len(alerts),
+            len(records.alerts),
             len(decoded.dead),
             stats.sink_ms,
             ", ".join(f"{k} {v:.1f}" for k, v in steps.items()),
@@ -790,8 +635,7 @@ class LabelEngine:
         *,
         checkpoint: Path,
         topic: str,
-        dlq_topic: str,
-        publisher: KafkaPublisher,
+        outlets: Outlets,
         hub: ProgressHub,
         clock: Clock = time.time,
         name: str = "labels",
@@ -799,8 +643,7 @@ class LabelEngine:
         self.settings = settings
         self.checkpoint = checkpoint
         self.topic = topic
-        self.dlq_topic = dlq_topic
-        self.publisher = publisher
+        self.outlets = outlets
         self.hub = hub
         self.clock = clock
         self.name = name
@@ -813,9 +656,10 @@ class LabelEngine:
     def process(self, raw: pa.Table, batch_id: int) -> BatchStats:
         import pyarrow as pa
 
-        from rtfd.lake import file_name, write_file
-        from rtfd.stream.decode import decode
-        from rtfd.stream.sinks import dead_letter_records
+        from rtfd.lake import file_name
+        from rtfd.stream.batch import BatchRecords, dead_letter_records
+        from rtfd.stream.decode import decode, kafka_columns
+        from rtfd.stream.sinks import write_by_date
 
         s = self.settings
         values, kafka_ms, coords = kafka_columns(raw, self.topic)
@@ -829,22 +673,15 @@ class LabelEngine:
         )
         valid = decoded.valid
         if len(valid):
-            dates = valid["reported_at"].dt.strftime("%Y-%m-%d")
+            table = pa.Table.from_pandas(
+                valid[self.schema.names], schema=self.schema, preserve_index=False, safe=False
+            )
+            dates = valid["reported_at"].dt.strftime("%Y-%m-%d").to_numpy(dtype=object)
             name = file_name(self.lake_id, batch_id, batch_id)
-            for date, part in valid.groupby(dates, sort=True):
-                table = pa.Table.from_pandas(
-                    part[self.schema.names], schema=self.schema, preserve_index=False, safe=False
-                )
-                write_file(s.labels_dir / f"report_date={date}", name, table)
+            write_by_date(s.labels_dir, LABEL_PARTITION_COLUMN, name, table, dates)
         if len(decoded.dead):
-            records = dead_letter_records(
-                decoded.dead, seen_at=datetime.fromtimestamp(self.clock(), tz=UTC)
-            )
-            self.publisher.send(
-                self.dlq_topic,
-                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records),
-            )
-            self.publisher.flush()
+            at = datetime.fromtimestamp(self.clock(), tz=UTC)
+            self.outlets.write(BatchRecords([], dead_letter_records(decoded.dead, seen_at=at)))
         stats = BatchStats(
             query=self.name, batch_id=batch_id, rows=len(valid), dead_letters=len(decoded.dead)
         )

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from rtfd.errors import RtfdError
-from rtfd.sysinfo import is_zombie, pid_alive
+from rtfd.sysinfo import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def tagged_processes(tag: str, env_name: str) -> list[int]:
             environ = (entry / "environ").read_bytes()
         except OSError:
             continue
-        if needle in environ.split(b"\0") and not is_zombie(int(entry.name)):
+        if needle in environ.split(b"\0") and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return sorted(found)
 

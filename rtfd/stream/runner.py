@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rtfd.config import Settings
 from rtfd.errors import ConfigError, RtfdError
 from rtfd.schemas import Topics
 from rtfd.stream.progress import Observer, ProgressHub, StreamProgress
+
+if TYPE_CHECKING:
+    from rtfd.stream.sinks import Outlets
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,15 @@ class StreamTopics:
         return cls(
             *(prefix + t for t in (Topics.TRANSACTIONS, Topics.LABELS, Topics.ALERTS, Topics.DLQ))
         )
+
+
+class TransactionSink(Protocol):
+    """``foreachBatch`` of the transactions query, either path (engine or cluster sink), with
+    the background work (Parquet flushes, compaction) it needs while the query runs."""
+
+    def __call__(self, df: Any, batch_id: int) -> None: ...
+    def start_background(self) -> None: ...
+    def stop(self, timeout: float = 30.0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +109,7 @@ class StreamRunner:
         self._handle: Any = None
         self._queries: dict[str, Any] = {}
         self._publisher: Any = None
-        self._engine: Any = None
+        self._engine: TransactionSink | None = None
         self._checkpoint_lock: Any = None
         self._state_listeners: list[Callable[[RunnerState], None]] = []
         self._teardown_lock = threading.Lock()
@@ -363,13 +375,19 @@ class StreamRunner:
         from rtfd.stream.progress import make_spark_listener
         from rtfd.stream.risk import RiskTables
         from rtfd.stream.scoring import ModelHolder
-        from rtfd.stream.sinks import KafkaPublisher
+        from rtfd.stream.sinks import KafkaPublisher, Outlets
 
         s = self.settings
         spark.conf.set("spark.sql.streaming.stopTimeout", str(STOP_TIMEOUT_MS))
         publisher = KafkaPublisher(client_config(s))
         with self._lock:
             self._publisher = publisher
+        outlets = Outlets(
+            publisher,
+            alerts_topic=self.topics.alerts,
+            dlq_topic=self.topics.dlq,
+            console=self._console_writer if self.console else None,
+        )
         names: dict[str, str] = {}
         spark.streams.addListener(make_spark_listener(self.hub, names, self._on_terminated))
         ck_tx = self.checkpoint_dir("transactions")
@@ -377,70 +395,69 @@ class StreamRunner:
         risk.refresh_now()
         models = ModelHolder(s)
         models.current()  # load (verify) now, not in the first batch
-        if s.state_in_driver:
-            sink = self._driver_sink(spark, ck_tx, publisher, models, risk)
-        else:
-            sink = self._spark_state_sink(spark, ck_tx, publisher, models, risk)
-        stream, handler = sink
-        writer = stream.writeStream.foreachBatch(handler).option("checkpointLocation", str(ck_tx))
-        writer = writer.trigger(processingTime=f"{s.stream_trigger_s} seconds")
-        q_tx = writer.queryName(f"rtfd-{self.topics.transactions}").start()
-        names[str(q_tx.id)] = "transactions"
+        transactions = self._driver_sink if s.state_in_driver else self._spark_state_sink
+        stream, sink = transactions(spark, ck_tx, outlets, models, risk)
+        sink.start_background()
         with self._lock:
-            self._queries["transactions"] = q_tx
+            self._engine = sink
+        self._start_query(names, "transactions", stream, sink, s.stream_trigger_s)
 
-        ck_lb = self.checkpoint_dir("labels")
-        label_sink = LabelEngine(
+        labels = LabelEngine(
             s,
-            checkpoint=ck_lb,
+            checkpoint=self.checkpoint_dir("labels"),
             topic=self.topics.labels,
-            dlq_topic=self.topics.dlq,
-            publisher=publisher,
+            outlets=outlets,
             hub=self.hub,
             clock=self._clock,
         )
-        q_lb = (
-            self._kafka_source(spark, self.topics.labels)
-            .writeStream.foreachBatch(label_sink)
-            .option("checkpointLocation", str(ck_lb))
-            .trigger(processingTime=f"{max(LABELS_TRIGGER_S, s.stream_trigger_s)} seconds")
-            .queryName(f"rtfd-{self.topics.labels}")
+        source = self._kafka_source(spark, self.topics.labels)
+        self._start_query(
+            names, "labels", source, labels, max(LABELS_TRIGGER_S, s.stream_trigger_s)
+        )
+
+    def _start_query(
+        self, names: dict[str, str], query: str, stream: Any, sink: Any, trigger_s: float
+    ) -> None:
+        """Start ``query`` (transactions or labels): ``stream`` -> ``foreachBatch(sink)``,
+        checkpointed in :meth:`checkpoint_dir`, a batch every ``trigger_s`` seconds; ``names``
+        lets the progress listener know it by its query id."""
+        topic = self.topics.transactions if query == "transactions" else self.topics.labels
+        started = (
+            stream.writeStream.foreachBatch(sink)
+            .option("checkpointLocation", str(self.checkpoint_dir(query)))
+            .trigger(processingTime=f"{trigger_s} seconds")
+            .queryName(f"rtfd-{topic}")
             .start()
         )
-        names[str(q_lb.id)] = "labels"
+        names[str(started.id)] = query
         with self._lock:
-            self._queries["labels"] = q_lb
+            self._queries[query] = started
 
     def _driver_sink(
-        self, spark: Any, checkpoint: Path, publisher: Any, models: Any, risk: Any
-    ) -> tuple[Any, Any]:
-        """Kafka -> foreachBatch, the per-user state beside it (rtfd.stream.engine)."""
+        self, spark: Any, checkpoint: Path, outlets: Outlets, models: Any, risk: Any
+    ) -> tuple[Any, TransactionSink]:
+        """Kafka -> foreachBatch, the per-user state beside it (rtfd.stream.engine), restored
+        from the checkpoint before the query starts."""
         from rtfd.stream.engine import TransactionEngine
 
         engine = TransactionEngine(
             self.settings,
             checkpoint=checkpoint,
             topic=self.topics.transactions,
-            alerts_topic=self.topics.alerts,
-            dlq_topic=self.topics.dlq,
-            publisher=publisher,
+            outlets=outlets,
             hub=self.hub,
             models=models,
             risk=risk,
-            console=self._console_writer if self.console else None,
             clock=self._clock,
         )
         self._set_state("starting", "restoring the per-user state from the checkpoint")
         report = engine.recover()
         log.info("%s", report)
-        engine.start_background()
-        with self._lock:
-            self._engine = engine
         return self._kafka_source(spark, self.topics.transactions), engine
 
     def _spark_state_sink(
-        self, spark: Any, checkpoint: Path, publisher: Any, models: Any, risk: Any
-    ) -> tuple[Any, Any]:
+        self, spark: Any, checkpoint: Path, outlets: Outlets, models: Any, risk: Any
+    ) -> tuple[Any, TransactionSink]:
         """Kafka -> decode on the executors -> Spark's bucketed state operator -> foreachBatch
         (rtfd.stream.cluster: the path for a cluster)."""
         from rtfd.stream.cluster import ClusterSink, decode_in_spark
@@ -456,18 +473,12 @@ class StreamRunner:
         sink = ClusterSink(
             s,
             checkpoint=checkpoint,
-            alerts_topic=self.topics.alerts,
-            dlq_topic=self.topics.dlq,
-            publisher=publisher,
+            outlets=outlets,
             hub=self.hub,
             models=models,
             risk=risk,
-            console=self._console_writer if self.console else None,
             clock=self._clock,
         )
-        sink.start_background()
-        with self._lock:
-            self._engine = sink
         return scored_input, sink
 
     def _on_terminated(self, name: str, error: str | None, query_id: str = "") -> None:

@@ -1,29 +1,31 @@
-"""Where a scored batch goes: the shapes of its Parquet rows, alerts and dead letters.
+"""Where a batch's output goes, and nothing else: Parquet, Kafka, the console.
 
-Parquet is written through :mod:`rtfd.lake` (files named by the batches they hold, written whole
-or not at all). Alerts and dead letters go to Kafka with an idempotent producer and are flushed
-before the batch returns (so before Spark commits it): at least once. A replay re-sends them
-with the same deterministic ``alert_id`` (hash of transaction id and model version), so
-consumers can de-duplicate.
+What is written is made by the pure step (:mod:`rtfd.stream.batch`); this module only writes it.
+Parquet goes through :mod:`rtfd.lake` (files named by the batches they hold, written whole or not
+at all: a replay rewrites the same files). Alerts and dead letters go to Kafka with an
+idempotent producer and are flushed before the batch returns (so before Spark commits it): at
+least once. A replay re-sends them with the same deterministic ``alert_id`` (hash of transaction
+id and model version), so consumers can de-duplicate. Alert lines go to the console after that.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtfd.schemas import DEAD_LETTER, TRANSACTION, format_timestamp
+from rtfd.schemas import TRANSACTION
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import numpy as np
     import pyarrow as pa
+
+    from rtfd.stream.batch import BatchRecords
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +37,6 @@ FLUSH_TIMEOUT_S = 60.0
 # must allow that much too: librdkafka's default (1,000,000 bytes) refused such a dead letter at
 # produce time, failed the batch, and the replay failed again (a poison message).
 MAX_RECORD_BYTES = 2 * 1024 * 1024
-# A dead letter keeps the whole raw message up to about 1.1 MiB (Spark's base64, line breaks
-# included, up to MAX_RAW_B64_CHARS); a bigger one (a broker that allows bigger messages) keeps
-# its first MAX_DEAD_RAW_BYTES, so that the dead letter still fits MAX_RECORD_BYTES.
-MAX_RAW_B64_CHARS = 1_500_000
-MAX_DEAD_RAW_BYTES = 1024 * 1024
 
 
 def enriched_arrow_schema() -> pa.Schema:
@@ -76,96 +73,16 @@ def labels_arrow_schema() -> pa.Schema:
     )
 
 
-def alert_id(transaction_id: str, model_version: str) -> str:
-    """Deterministic: the same transaction scored by the same model always has the same id."""
-    return hashlib.sha256(f"{transaction_id}|{model_version}".encode()).hexdigest()[:32]
-
-
-def alert_records(
-    rows: pd.DataFrame,
-    scores: Any,
-    reasons: list[list[str]],
-    *,
-    model_version: str,
-    threshold: float,
-    scored_at: datetime,
-) -> list[dict[str, Any]]:
-    """ALERT records (JSON-ready) for scored rows at or above the threshold (``rows`` holds
-    the transaction fields, ``scores`` their scores, in the same order)."""
-    scored = format_timestamp(scored_at)
-    stamps = [format_timestamp(t) for t in rows["timestamp"].tolist()]
-    out = []
-    for tid, uid, score, ts, amount, merchant, why in zip(
-        rows["transaction_id"].tolist(),
-        rows["user_id"].tolist(),
-        [float(v) for v in scores],
-        stamps,
-        rows["amount"].tolist(),
-        rows["merchant_id"].tolist(),
-        reasons,
-        strict=True,
-    ):
-        out.append(
-            {
-                "transaction_id": tid,
-                "user_id": uid,
-                "fraud_score": score,
-                "timestamp": ts,
-                "alert_id": alert_id(tid, model_version),
-                "model_version": model_version,
-                "threshold": float(threshold),
-                "amount": float(amount),
-                "merchant_id": merchant,
-                "reasons": [str(r) for r in why],
-                "scored_at": scored,
-            }
-        )
-    return out
-
-
-def _fit_raw(raw_b64: str) -> str:
-    """The dead letter's ``raw_b64``: the whole message, or its first MAX_DEAD_RAW_BYTES."""
-    if len(raw_b64) <= MAX_RAW_B64_CHARS:
-        return raw_b64
-    return base64.b64encode(base64.b64decode(raw_b64)[:MAX_DEAD_RAW_BYTES]).decode("ascii")
-
-
-def dead_letter_records(rows: pd.DataFrame, *, seen_at: datetime) -> list[dict[str, Any]]:
-    """DEAD_LETTER records (JSON-ready) for rows that failed validation."""
-    seen = format_timestamp(seen_at)
-    out = []
-    for row in rows.itertuples(index=False):
-        record = {
-            "raw_b64": _fit_raw(row.raw_b64 or ""),
-            "raw_preview": row.raw_preview,
-            "reason": row.reason,
-            "topic": row.kafka_topic,
-            "partition": int(row.kafka_partition),
-            "offset": int(row.kafka_offset),
-            "seen_at": seen,
-        }
-        out.append({name: record[name] for name in DEAD_LETTER.names})
-    return out
-
-
 class KafkaPublisher:
     """An idempotent producer that sends JSON records and waits until all are acknowledged."""
 
     def __init__(self, config: Mapping[str, str]) -> None:
-        from confluent_kafka import Producer
+        from rtfd.broker.clients import QUIET, producer
 
         self._errors: list[str] = []
         self._lock = threading.Lock()
-        self._producer = Producer(
-            {
-                **config,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.max.bytes": MAX_RECORD_BYTES,
-                "log_level": 3,
-                "logger": logging.getLogger("rtfd.kafka.client"),
-            }
+        self._producer = producer(
+            config, **{"linger.ms": 5, "message.max.bytes": MAX_RECORD_BYTES, **QUIET}
         )
 
     def _on_delivery(self, err: Any, _msg: Any) -> None:
@@ -222,3 +139,50 @@ def format_alert_line(record: Mapping[str, Any]) -> str:
 
 
 ConsoleWriter = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outlets:
+    """Where a batch's records go: alerts and dead letters to their topics through one
+    publisher (shared by the stream's queries), alert lines to ``console`` when there is one."""
+
+    publisher: KafkaPublisher
+    alerts_topic: str
+    dlq_topic: str
+    console: ConsoleWriter | None = None
+
+    def write(self, records: BatchRecords) -> bool:
+        """Send ``records`` and wait until Kafka has them all (raises if any is undelivered:
+        the batch then fails and Spark replays it), then print the alerts. True when anything
+        was sent (so a flush was waited for)."""
+        if records.alerts:
+            self.publisher.send(
+                self.alerts_topic, ((a["transaction_id"], a) for a in records.alerts)
+            )
+        if records.dead_letters:
+            self.publisher.send(
+                self.dlq_topic,
+                ((f"{r['topic']}:{r['partition']}:{r['offset']}", r) for r in records.dead_letters),
+            )
+        sent = bool(records.alerts or records.dead_letters)
+        if sent:
+            self.publisher.flush()
+        if self.console is not None:
+            for a in records.alerts:
+                self.console(format_alert_line(a))
+        return sent
+
+
+def write_by_date(
+    root: Path, partition_column: str, name: str, table: pa.Table, dates: np.ndarray
+) -> None:
+    """``table`` as one Parquet file per date (``dates[i]`` is row i's ``YYYY-MM-DD``), each
+    named ``name`` under ``<root>/<partition_column>=<date>``: a batch run again replaces its
+    own files (exactly once)."""
+    import pyarrow as pa
+
+    from rtfd.lake import write_file
+
+    for date in sorted(set(dates.tolist())):
+        part = table.filter(pa.array(dates == date))
+        write_file(root / f"{partition_column}={date}", name, part)

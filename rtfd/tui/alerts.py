@@ -107,20 +107,19 @@ class AlertFeed:
             self._state(False, str(err.str() if hasattr(err, "str") else err))
 
     def _consumer(self) -> Any:
-        from confluent_kafka import Consumer
+        from rtfd.broker.clients import consumer
 
-        return Consumer(
-            {
-                **self.config,
-                "group.id": f"rtfd-tui-{os.getpid()}",
-                "enable.auto.commit": False,
+        return consumer(
+            self.config,
+            f"rtfd-tui-{os.getpid()}",
+            **{
                 "auto.offset.reset": "latest",
                 "session.timeout.ms": 6000,
                 "enable.partition.eof": False,
                 "reconnect.backoff.max.ms": 2000,
                 "logger": log,
                 "error_cb": self._on_error,
-            }
+            },
         )
 
     def _assign(self, consumer: Any) -> bool:

@@ -26,7 +26,7 @@ import pytest
 
 from rtfd.config import Settings
 from rtfd.schemas import format_timestamp
-from rtfd.stream.sinks import MAX_DEAD_RAW_BYTES
+from rtfd.stream.batch import MAX_DEAD_RAW_BYTES
 from tests.spark.conftest import spark_settings
 from tests.spark.helpers import consume_all, read_enriched, wait_for
 

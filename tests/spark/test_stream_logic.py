@@ -185,7 +185,8 @@ def test_a_replayed_batch_replaces_its_own_files(tmp_path: Path) -> None:
 
 def test_alerts_have_the_alert_schema_and_deterministic_ids() -> None:
     from rtfd.schemas import ALERT
-    from rtfd.stream.sinks import alert_id, alert_records, format_alert_line
+    from rtfd.stream.batch import alert_id, alert_records
+    from rtfd.stream.sinks import format_alert_line
 
     rows = enriched_frame(3)
     recs = alert_records(
@@ -207,7 +208,7 @@ def test_alerts_have_the_alert_schema_and_deterministic_ids() -> None:
 
 def test_dead_letters_have_the_dead_letter_schema() -> None:
     from rtfd.schemas import DEAD_LETTER
-    from rtfd.stream.sinks import dead_letter_records
+    from rtfd.stream.batch import dead_letter_records
 
     rows = transactions(1).assign(reason="type:amount", raw_b64="eyJ9", raw_preview="{}")
     (rec,) = dead_letter_records(rows, seen_at=T0)
@@ -382,9 +383,9 @@ def test_the_stream_command_is_registered_and_import_light() -> None:
 
 
 def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rtfd.stream.engine as engine
+    import rtfd.stream.batch as batch
 
-    monkeypatch.setattr(engine, "MAX_EXPLAINED_ALERTS", 2)
+    monkeypatch.setattr(batch, "MAX_EXPLAINED_ALERTS", 2)
 
     class Model:
         features = ("f",)
@@ -393,8 +394,8 @@ def test_an_alert_flood_explains_the_highest_scores_only(monkeypatch: pytest.Mon
             return [[f"f={v}"] for v in df["f"]]
 
     flagged = pd.DataFrame({"f": [1, 2, 3, 4]})
-    reasons = engine.explain_alerts(Model(), flagged, np.array([0.6, 0.9, 0.7, 0.95]))
-    assert reasons == [[engine.UNEXPLAINED], ["f=2"], [engine.UNEXPLAINED], ["f=4"]]
+    reasons = batch.explain_alerts(Model(), flagged, np.array([0.6, 0.9, 0.7, 0.95]))
+    assert reasons == [[batch.UNEXPLAINED], ["f=2"], [batch.UNEXPLAINED], ["f=4"]]
 
 
 def test_a_checkpoint_with_another_state_format_is_refused_with_what_to_do(tmp_path: Path) -> None:

@@ -406,9 +406,7 @@ def test_librdkafka_lines_go_through_the_same_mask(
 ) -> None:
     """A real client at debug=conf,broker logs its bootstrap address (userinfo included) and its
     configuration through the rtfd.kafka logger."""
-    from confluent_kafka import Producer
-
-    from rtfd.broker import client_config
+    from rtfd.broker.clients import client_config, producer
     from rtfd.logs import setup_logging
 
     secret = "Rdk-5ecret-771"
@@ -419,12 +417,12 @@ def test_librdkafka_lines_go_through_the_same_mask(
     monkeypatch.setenv("RTFD_CLIENT_SASL_USERNAME", "alice")
     settings = load_settings({"log_level": "DEBUG"})
     setup_logging(settings, console=False)
-    producer = Producer({**client_config(settings), "debug": "conf,broker,security"})
+    client = producer(client_config(settings), debug="conf,broker,security")
     log_file = isolated_env / "logs" / "rtfd.log"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and "Failed to resolve" not in log_file.read_text("utf-8"):
-        producer.poll(0.2)
-    producer.flush(0)
+        client.poll(0.2)
+    client.flush(0)
     text = log_file.read_text(encoding="utf-8")
     assert "Failed to resolve" in text and "rtfd.kafka" in text
     _assert_nowhere(secret, isolated_env)

@@ -29,6 +29,7 @@ from rtfd.lake import visible_files
 from rtfd.stream.durable import StateError
 from rtfd.stream.engine import TransactionEngine, committed_batch
 from rtfd.stream.progress import ProgressHub
+from rtfd.stream.sinks import Outlets
 
 pytestmark = pytest.mark.unit
 
@@ -145,9 +146,7 @@ class Harness:
             self.settings,
             checkpoint=self.checkpoint,
             topic="transactions",
-            alerts_topic="alerts",
-            dlq_topic="dlq",
-            publisher=self.publisher,  # type: ignore[arg-type]
+            outlets=Outlets(self.publisher, alerts_topic="alerts", dlq_topic="dlq"),  # type: ignore[arg-type]
             hub=ProgressHub(),
             models=self.models,  # type: ignore[arg-type]
             risk=Risk(),
