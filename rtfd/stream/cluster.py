@@ -31,7 +31,7 @@ from rtfd.config import Settings
 from rtfd.features.names import USER_FEATURES
 from rtfd.schemas import TRANSACTION
 from rtfd.stream.progress import BatchStats, ProgressHub
-from rtfd.stream.spark_types import spark_schema
+from rtfd.stream.spark_types import decoded_fields
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -50,17 +50,7 @@ def decoded_schema() -> Any:
     letter has none), the Kafka coordinates, and the dead-letter columns."""
     from pyspark.sql import types as T
 
-    fields = list(spark_schema(TRANSACTION).fields)
-    fields += [
-        T.StructField("kafka_topic", T.StringType()),
-        T.StructField("kafka_partition", T.IntegerType()),
-        T.StructField("kafka_offset", T.LongType()),
-        T.StructField("kafka_ts", T.TimestampType()),
-        T.StructField("reason", T.StringType()),
-        T.StructField("raw_b64", T.StringType()),
-        T.StructField("raw_preview", T.StringType()),
-    ]
-    return T.StructType(fields)
+    return T.StructType(decoded_fields())
 
 
 def decode_batches(

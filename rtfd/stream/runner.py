@@ -258,9 +258,8 @@ class StreamRunner:
         self._step("checking the model registry")
         from rtfd.stream.scoring import ensure_model
 
-        def progress(*args: Any, **_: Any) -> None:
-            if args:
-                self._set_state("starting", f"training a bootstrap model: {args[0]}")
+        def progress(message: str, fraction: float | None) -> None:
+            self._set_state("starting", f"training a bootstrap model: {message}")
 
         try:
             from rtfd.ml.registry import Registry

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rtfd.config import Settings
+from rtfd.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class BatchLog:
             old.unlink()
 
 
-def ensure_model(settings: Settings, progress: Any = None) -> str:
+def ensure_model(settings: Settings, progress: Progress = no_progress) -> str:
     """The current model version, training a bootstrap model first when there is none.
 
     ``progress(message, fraction)`` is told how the training goes.
@@ -152,6 +153,4 @@ def ensure_model(settings: Settings, progress: Any = None) -> str:
     from rtfd.ml.train import ensure_bootstrap_model
 
     log.warning("no model in %s: training a bootstrap model first", settings.models_dir)
-    if progress is None:
-        return str(ensure_bootstrap_model(settings))
     return str(ensure_bootstrap_model(settings, progress=progress))

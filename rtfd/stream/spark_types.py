@@ -29,3 +29,22 @@ def spark_schema(schema: RecordSchema, *, timestamps_as_string: bool = False) ->
     return T.StructType(
         [T.StructField(f.name, mapping[f.type], nullable=True) for f in schema.fields]
     )
+
+
+def decoded_fields() -> list[Any]:
+    """The Spark fields of a decoded record: the transaction's (all nullable: a dead letter has
+    none), its Kafka coordinates, and the dead-letter columns (reason, raw bytes, a preview)."""
+    from pyspark.sql import types as T
+
+    from rtfd.schemas import TRANSACTION
+
+    return [
+        *spark_schema(TRANSACTION).fields,
+        T.StructField("kafka_topic", T.StringType()),
+        T.StructField("kafka_partition", T.IntegerType()),
+        T.StructField("kafka_offset", T.LongType()),
+        T.StructField("kafka_ts", T.TimestampType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("raw_b64", T.StringType()),
+        T.StructField("raw_preview", T.StringType()),
+    ]

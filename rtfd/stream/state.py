@@ -41,8 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from rtfd.schemas import TRANSACTION
-from rtfd.stream.spark_types import spark_schema
+from rtfd.stream.spark_types import decoded_fields
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -115,17 +114,7 @@ def output_schema() -> Any:
     user features and the bucket's user count (on every row)."""
     from pyspark.sql import types as T
 
-    fields = [T.StructField("row_kind", T.IntegerType())]
-    fields += list(spark_schema(TRANSACTION).fields)
-    fields += [
-        T.StructField("kafka_topic", T.StringType()),
-        T.StructField("kafka_partition", T.IntegerType()),
-        T.StructField("kafka_offset", T.LongType()),
-        T.StructField("kafka_ts", T.TimestampType()),
-        T.StructField("reason", T.StringType()),
-        T.StructField("raw_b64", T.StringType()),
-        T.StructField("raw_preview", T.StringType()),
-    ]
+    fields = [T.StructField("row_kind", T.IntegerType()), *decoded_fields()]
     fields += [T.StructField(n, T.DoubleType()) for n in user_feature_names()]
     fields += [T.StructField("state_users", T.LongType()), T.StructField("bucket", T.IntegerType())]
     return T.StructType(fields)
