@@ -29,6 +29,7 @@ TUI_MAY_IMPORT = (
     "rtfd.query.service",
     "rtfd.ml.registry",
     "rtfd.monitor.report",
+    "rtfd.broker.clients",  # the alert feed's consumer, made by the one Kafka client factory
     "rtfd.broker.admin",  # the alert feed's one-line refusal text (it is a topic consumer)
 )
 #: ``rtfd tui``'s command module belongs to the CLI's wiring.
