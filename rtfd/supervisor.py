@@ -16,7 +16,6 @@ thread) with a back-off, so a transient failure heals without the user.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -446,8 +445,8 @@ class Supervisor:
             mode=live.mode or "?",
             threshold=live.threshold,
             note=live.note,
-            expected_precision=_finite(live.metrics.get("expected_precision")),
-            expected_alerts_per_day=_finite(live.metrics.get("expected_alerts_per_day")),
+            expected_precision=live.metric("expected_precision"),
+            expected_alerts_per_day=live.metric("expected_alerts_per_day"),
         )
 
     def _start_stream(self) -> None:
@@ -630,11 +629,3 @@ class Supervisor:
 def left_of(deadline: float) -> float:
     """Seconds left until a ``time.monotonic()`` deadline (at least one)."""
     return max(1.0, deadline - time.monotonic())
-
-
-def _finite(value: object) -> float | None:
-    """``value`` as a finite float, or None (a figure the metrics file does not hold)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None

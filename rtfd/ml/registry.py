@@ -241,6 +241,10 @@ class VersionInfo:
     created_at: str | None = None
     note: str = ""
 
+    def metric(self, key: str) -> float | None:
+        """The finite number ``metrics.json`` holds under ``key``, or None."""
+        return _finite(self.metrics.get(key))
+
 
 def _check_format(version: str, found: Any) -> None:
     if found == FORMAT and not isinstance(found, bool):
