@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pytest
 
-from tests.unit.test_decode import CASES, KAFKA_MS, MAX_AMOUNT, MAX_FUTURE_S
+from tests.unit.test_decode import CASES, KAFKA_MS, MAX_AMOUNT, MAX_FUTURE_S, decoded
 
 pytestmark = pytest.mark.spark
 
@@ -17,9 +16,7 @@ def test_decoding_on_the_executors_gives_the_drivers_verdicts(spark: Any) -> Non
     import pandas as pd
     from pyspark.sql import types as T
 
-    from rtfd.schemas import TRANSACTION
     from rtfd.stream.cluster import decode_batches, decoded_schema
-    from rtfd.stream.decode import decode
 
     ts = pd.Timestamp(KAFKA_MS, unit="ms", tz="UTC").to_pydatetime()
     schema = T.StructType(
@@ -39,21 +36,7 @@ def test_decoding_on_the_executors_gives_the_drivers_verdicts(spark: Any) -> Non
         .toPandas()
         .sort_values("kafka_offset")
     )
-    coords = pd.DataFrame(
-        {
-            "kafka_topic": "transactions",
-            "kafka_partition": np.zeros(len(CASES), np.int32),
-            "kafka_offset": np.arange(len(CASES)),
-        }
-    )
-    want = decode(
-        CASES,
-        np.full(len(CASES), KAFKA_MS),
-        coords,
-        TRANSACTION,
-        max_future_s=MAX_FUTURE_S,
-        max_amount=MAX_AMOUNT,
-    )
+    want = decoded(CASES)
     dead = got[got["reason"].notna()]
     assert dead["kafka_offset"].tolist() == want.dead["kafka_offset"].tolist()
     assert dead["reason"].tolist() == want.dead["reason"].tolist()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.unit.test_decode import CASES, KAFKA_MS, MAX_AMOUNT, MAX_FUTURE_S
+from tests.unit.test_decode import CASES, KAFKA_MS, MAX_AMOUNT, MAX_FUTURE_S, decoded
 
 pytestmark = pytest.mark.unit
 
@@ -37,26 +37,7 @@ def kafka_batch(values: list[bytes | None], *, partition: int = 0) -> Any:
 
 def verdicts() -> tuple[list[bytes | None], list[bytes | None]]:
     """CASES split into the records the decoder accepts and those it refuses."""
-    import pandas as pd
-
-    from rtfd.schemas import TRANSACTION
-    from rtfd.stream.decode import decode
-
-    coords = pd.DataFrame(
-        {
-            "kafka_topic": "t",
-            "kafka_partition": np.zeros(len(CASES), np.int32),
-            "kafka_offset": np.arange(len(CASES)),
-        }
-    )
-    out = decode(
-        CASES,
-        np.full(len(CASES), KAFKA_MS),
-        coords,
-        TRANSACTION,
-        max_future_s=MAX_FUTURE_S,
-        max_amount=MAX_AMOUNT,
-    )
+    out = decoded(CASES)
     dead = set(out.dead["kafka_offset"].tolist())
     return [v for i, v in enumerate(CASES) if i not in dead], [CASES[i] for i in sorted(dead)]
 

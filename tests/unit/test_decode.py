@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -141,12 +142,18 @@ def coords(n: int) -> pd.DataFrame:
     )
 
 
-def assert_agrees(values: list[bytes | None], schema: RecordSchema = TRANSACTION) -> int:
-    """decode() over the whole batch == check_record() one by one; returns the fast count."""
+def decoded(values: list[bytes | None], schema: RecordSchema = TRANSACTION) -> Any:
+    """The driver's decode() of ``values``, all received at KAFKA_MS from offsets 0, 1, ... of
+    partition 0 of ``transactions`` (the reference other tests compare against)."""
     ms = np.full(len(values), KAFKA_MS, dtype=np.int64)
-    out = decode(
+    return decode(
         values, ms, coords(len(values)), schema, max_future_s=MAX_FUTURE_S, max_amount=MAX_AMOUNT
     )
+
+
+def assert_agrees(values: list[bytes | None], schema: RecordSchema = TRANSACTION) -> int:
+    """decode() over the whole batch == check_record() one by one; returns the fast count."""
+    out = decoded(values, schema)
     expected_valid, expected_dead = [], []
     for i, v in enumerate(values):
         record, reason = check_record(
