@@ -67,11 +67,13 @@ class StatusBar(Vertical):
         }
 
     def compose(self) -> ComposeResult:
+        # The model's line (threshold, expected precision and alerts a day) is the longest:
+        # it shares its row with the broker only, so that 140 columns show all of it.
         with Horizontal(classes="status-row"):
             yield self.badges["broker"]
-            yield self.badges["generator"]
             yield self.badges["model"]
         with Horizontal(classes="status-row"):
+            yield self.badges["generator"]
             yield self.badges["stream"]
             yield self.badges["dlq"]
 
