@@ -58,6 +58,9 @@ class Model(Protocol):
 
     algo: str
     mode: str
+    #: Whether a row's raw score is the same bits whatever rows are scored with it, so that a
+    #: large batch may be scored in parts on several threads (:mod:`rtfd.parallel`).
+    ROWS_APART: bool
 
     @property
     def n_features(self) -> int:
@@ -95,6 +98,7 @@ class XGBoostModel:
 
     algo = "xgboost"
     mode = "supervised"
+    ROWS_APART = True  # each row walks the trees alone
     ARRAYS = frozenset({"booster_json"})
 
     def __init__(self, booster: Any, neg_rate: float) -> None:
@@ -141,6 +145,9 @@ class LogRegModel:
 
     algo = "logreg"
     mode = "supervised"
+    # BLAS's matrix product may round a row differently with another number of rows beside
+    # it; scoring is a few milliseconds anyway.
+    ROWS_APART = False
     ARRAYS = frozenset({"coef", "intercept"})
 
     def __init__(self, coef: np.ndarray, intercept: np.ndarray, neg_rate: float) -> None:
@@ -186,6 +193,7 @@ class IForestModel:
     """An IsolationForest on standardised features, as plain tree arrays."""
 
     algo = "iforest"
+    ROWS_APART = True  # each row walks the trees alone
     mode = "unsupervised"
     ARRAYS = TREE_ARRAYS
 

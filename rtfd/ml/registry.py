@@ -492,8 +492,18 @@ class LoadedModel:
         """Fraud scores in [0, 1] for every row (vectorised; columns matched by name)."""
         if len(features_df) == 0:
             return np.zeros(0)
-        raw = self.model.raw(self.preprocessor.transform(self._matrix(features_df)))
-        return self.score_map.apply(raw)
+        from rtfd.parallel import map_rows
+
+        X = self._matrix(features_df)
+
+        def rows(start: int, stop: int) -> np.ndarray:
+            raw = self.model.raw(self.preprocessor.transform(X[start:stop]))
+            return np.asarray(self.score_map.apply(raw), dtype=np.float64)
+
+        if not self.model.ROWS_APART:
+            return rows(0, len(X))
+        # Each row's score is its own: a large batch is scored on a few threads.
+        return np.concatenate(map_rows(rows, len(X)))
 
     def expected(self) -> Expected:
         """What the threshold promises live (expected precision and alerts per day), as

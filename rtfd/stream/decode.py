@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from rtfd.errors import ValidationError
+from rtfd.parallel import map_rows
 from rtfd.schemas import MIN_TIMESTAMP, Field, RecordSchema
 
 if TYPE_CHECKING:
@@ -279,20 +280,31 @@ def decode(
         arr = arr.cast(pa.binary())
     n = len(arr)
     kafka_ms = np.asarray(kafka_ms, dtype=np.int64)
-    cand = _candidates(arr) if n else np.zeros(0, dtype=bool)
-    idx = np.flatnonzero(cand)
+
+    def fast_path(start: int, stop: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """(rows, typed columns) the vectorised path accepts among rows [start, stop)."""
+        if start == stop:
+            return []
+        idx = np.flatnonzero(_candidates(arr.slice(start, stop - start))) + start
+        out = []
+        for part, table in _read_fast(arr, idx, schema):
+            ok, cols = _fast_checks(
+                table, schema, kafka_ms[part], max_future_s=max_future_s, max_amount=max_amount
+            )
+            rows = np.flatnonzero(ok)
+            out.append((part[rows], {k: _take(v, rows) for k, v in cols.items()}))
+        return out
+
     accepted = np.zeros(n, dtype=bool)
     fast_cols: dict[str, list[Any]] = {}
     fast_rows: list[np.ndarray] = []
-    for part, table in _read_fast(arr, idx, schema):
-        ok, cols = _fast_checks(
-            table, schema, kafka_ms[part], max_future_s=max_future_s, max_amount=max_amount
-        )
-        rows = np.flatnonzero(ok)
-        accepted[part[rows]] = True
-        fast_rows.append(part[rows])
-        for k, v in cols.items():
-            fast_cols.setdefault(k, []).append(_take(v, rows))
+    # Arrow's reader and kernels release the GIL: a large batch is read on a few threads.
+    for span in map_rows(fast_path, n):
+        for rows, cols in span:
+            accepted[rows] = True
+            fast_rows.append(rows)
+            for k, v in cols.items():
+                fast_cols.setdefault(k, []).append(v)
     slow = np.flatnonzero(~accepted)
     slow_values = arr.take(pa.array(slow, pa.int64())).to_pylist() if len(slow) else []
     slow_records: list[dict[str, Any]] = []

@@ -318,3 +318,27 @@ def test_labels_are_validated_from_the_label_schema() -> None:
     )
     assert out.dead["reason"].tolist() == ["value:label", "type:label", "missing:reported_at"]
     assert out.valid["label"].tolist() == [1, 1, 0, 1]
+
+
+def test_a_batch_large_enough_to_be_read_on_several_threads_agrees(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A drain-sized batch is split over threads (rtfd.parallel): bad records in every span,
+    and at the spans' edges, still get check_record's verdicts, and the rows keep their order."""
+    import rtfd.parallel
+
+    monkeypatch.setattr(rtfd.parallel, "threads", lambda: 3)
+    n = 3 * rtfd.parallel.MIN_ROWS_PER_THREAD + 5
+    edges = [s for s, _ in rtfd.parallel.spans(n)][1:]
+    assert len(edges) == 2
+    rng = random.Random(13)
+    values: list[bytes | None] = [
+        enc(txn(transaction_id=f"t{i}", amount=round(rng.uniform(1, 500), 2))) for i in range(n)
+    ]
+    bad = [b"not json", enc(txn(extra=1)), None, enc(txn(amount=-1)), b'{"amount": NaN}']
+    spots = {0, n - 1, *edges, *(e - 1 for e in edges), *rng.sample(range(n), 40)}
+    for k, at in enumerate(sorted(spots)):
+        values[at] = bad[k % len(bad)]
+    fast = assert_agrees(values)
+    # A bad record sends at most its _MIN_SPLIT neighbours down the exact path.
+    assert fast >= n - 16 * len(spots)

@@ -254,6 +254,33 @@ def test_a_reloaded_model_scores_and_explains_exactly_as_the_trained_one(
         assert (registry.root / again / name).read_bytes() == first
 
 
+@pytest.mark.parametrize("algo", ["xgboost", "logreg", "iforest"])
+def test_a_large_batch_scored_on_several_threads_scores_as_on_one(
+    monkeypatch: pytest.MonkeyPatch, algo: str
+) -> None:
+    """A drain-sized batch is scored on a few threads (rtfd.parallel): bit for bit the scores
+    of one thread, so a replayed batch sends the same alerts whatever the split."""
+    import rtfd.parallel
+
+    frame = feature_frame()
+    train, validation = time_split(frame)
+    mode = "unsupervised" if algo == "iforest" else "supervised"
+    fitted = fit_and_select(train, validation, mode=mode, algo=algo)
+    model = LoadedModel(
+        version="v", features=list(FEATURE_NAMES), threshold=fitted.choice.threshold,
+        mode=mode, algo=algo, model=fitted.model, preprocessor=fitted.preprocessor,
+        calibration=fitted.calibration,
+    )  # fmt: skip
+    big = pd.concat([frame] * (1 + 3 * rtfd.parallel.MIN_ROWS_PER_THREAD // len(frame)))
+    monkeypatch.setattr(rtfd.parallel, "threads", lambda: 1)
+    one = model.score(big)
+    monkeypatch.setattr(rtfd.parallel, "threads", lambda: 3)
+    assert len(rtfd.parallel.spans(len(big))) == 3
+    assert np.array_equal(model.score(big), one)
+    if model.model.ROWS_APART:  # logreg: one matrix product, never split
+        assert np.array_equal(model.score(big.iloc[:100]), one[:100])
+
+
 def test_the_stored_logistic_regression_scores_as_scikit_learn_did() -> None:
     """Training behaviour unchanged: the same rows, the same fit, bit-equal scores as the
     scikit-learn estimator (scored with decision_function, as before format 2)."""
