@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 # Labels are chargebacks, minutes to days late: a slower trigger leaves the cores to scoring.
 LABELS_TRIGGER_S = 15.0
 STOP_TIMEOUT_MS = 30_000
+# Spark's Kafka source reads with the Java client's fetch sizes unless [client_java] says
+# otherwise; its defaults (1 MiB a partition a fetch, 500 records a poll) take many round trips
+# for a drain batch of 50,000 records (docs/design.md, "A large batch on a few threads").
+SOURCE_FETCH = {
+    "max.partition.fetch.bytes": str(16 << 20),
+    "fetch.max.bytes": str(64 << 20),
+    "max.poll.records": "20000",
+}
 
 PHASES = ("idle", "starting", "running", "failed", "stopped")
 
@@ -305,7 +313,7 @@ class StreamRunner:
         }
         if max_offsets is not None:
             opts["maxOffsetsPerTrigger"] = str(max_offsets)
-        for k, v in java_client_properties(self.settings).items():
+        for k, v in {**SOURCE_FETCH, **java_client_properties(self.settings)}.items():
             opts[f"kafka.{k}"] = v
         return opts
 

@@ -590,6 +590,10 @@ def test_the_streams_kafka_source_gets_the_java_properties(tmp_path: Path) -> No
     assert opts["kafka.ssl.truststore.type"] == "PEM"
     assert opts["kafka.ssl.truststore.location"] == ca
     assert opts["kafka.client.id"] == "b"
+    assert opts["kafka.max.partition.fetch.bytes"] == str(16 << 20)  # rtfd's default
+    cfg.write_text('[client_java]\n"max.partition.fetch.bytes" = "1048576"\n')
+    mine = StreamRunner(load_settings(environ=env))._kafka_options("tx", max_offsets=None)
+    assert mine["kafka.max.partition.fetch.bytes"] == "1048576"  # the user's wins
     assert (opts["subscribe"], opts["maxOffsetsPerTrigger"]) == ("tx", "10")
     assert not any(k.startswith("kafka.sasl.password") or k == "kafka.sasl.username" for k in opts)
     plain = StreamRunner(load_settings(environ=EXTERNAL))._kafka_options("tx", max_offsets=None)
