@@ -20,8 +20,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-#: Fewer rows than this per thread are not worth a split (measured: a split of a 2,000-row
-#: batch costs about what it saves).
+#: Rows a thread gets at least: far above the latency path's batches (a few hundred rows),
+#: where handing work to another thread and joining the results weigh more than the work.
 MIN_ROWS_PER_THREAD = 8_192
 MAX_THREADS = 4
 
