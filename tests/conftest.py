@@ -45,6 +45,15 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     logs._CONFIGURED.clear()
 
 
+@pytest.fixture
+def settings(isolated_env: Path) -> Settings:
+    """The default settings of the test's own home, its directories made (a module that needs
+    other settings defines its own ``settings``)."""
+    s = load_settings()
+    s.ensure_dirs()
+    return s
+
+
 @pytest.fixture(scope="session")
 def broker_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("broker-home")

@@ -9,18 +9,11 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from rtfd.config import Settings, load_settings
+from rtfd.config import Settings
 from rtfd.tui.app import RtfdApp
 from tests.tui.fakes import FakeAlertFeed, FakeRegistry, FakeSupervisor
 
 SIZE = (120, 36)
-
-
-@pytest.fixture
-def settings() -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 @pytest.fixture

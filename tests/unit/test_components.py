@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rtfd.components import Component, ComponentStatus, GeneratorInfo, ModelInfo, State
-from rtfd.config import Settings, load_settings
+from rtfd.config import Settings
 from rtfd.errors import RtfdError
 from rtfd.stream.runner import RunnerState
 from rtfd.supervisor import (
@@ -26,13 +26,6 @@ from rtfd.supervisor import (
 )
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def settings() -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 # -- snapshots ------------------------------------------------------------------------------------

@@ -12,17 +12,10 @@ import pandas as pd
 import pytest
 
 from rtfd.cli import main
-from rtfd.config import Settings, load_settings
+from rtfd.config import Settings
 from tests.monitor_lake import install_model, scored, training_rows, write_enriched
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def settings() -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 def lake(settings: Settings, hours_ago: float = 0.5) -> pd.DataFrame:

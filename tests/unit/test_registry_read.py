@@ -9,18 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rtfd.config import Settings, load_settings
+from rtfd.config import Settings
 from rtfd.ml.registry import Registry, VersionInfo
 from rtfd.supervisor import Supervisor
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def settings() -> Settings:
-    s = load_settings()
-    s.ensure_dirs()
-    return s
 
 
 def make_registry(settings: Settings, versions: int) -> Registry:
