@@ -52,6 +52,7 @@ import numpy as np
 
 from rtfd.errors import ArtifactError, RtfdError
 from rtfd.ml.artifact import MAX_BYTES, ArtifactFormatError, one_line, strict_json
+from rtfd.parallel import map_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -492,8 +493,6 @@ class LoadedModel:
         """Fraud scores in [0, 1] for every row (vectorised; columns matched by name)."""
         if len(features_df) == 0:
             return np.zeros(0)
-        from rtfd.parallel import map_rows
-
         X = self._matrix(features_df)
 
         def rows(start: int, stop: int) -> np.ndarray:
