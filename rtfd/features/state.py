@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -121,42 +120,6 @@ class KernelState:
             ],
             pairs={kind: pairs(kind) for kind in PAIR_KINDS},
         )
-
-    @classmethod
-    def from_user_states(
-        cls, states: Mapping[str, UserState], config: KernelConfig = DEFAULT_CONFIG
-    ) -> KernelState:
-        """Columnar state from reference states (users that never transacted are skipped)."""
-        out = cls(config)
-        items = [(uid, s) for uid, s in states.items() if s.last_te is not None]
-        out.users = {
-            "uid": np.array([uid for uid, _ in items], dtype=object),
-            **{c: np.array([getattr(s, c) for _, s in items], dtype=_I64) for c in _USER_COLS},
-            "last_lat": np.array([s.last_lat for _, s in items], dtype=np.float64),
-            "last_lon": np.array([s.last_lon for _, s in items], dtype=np.float64),
-        }
-        out.events = {
-            "u": np.array([i for i, (_, s) in enumerate(items) for _ in s.events], dtype=_I64),
-            "te": np.array([e[0] for _, s in items for e in s.events], dtype=_I64),
-            "c": np.array([e[1] for _, s in items for e in s.events], dtype=_I64),
-            "f": np.array([e[2] for _, s in items for e in s.events], dtype=_I64),
-        }
-
-        for kind in PAIR_KINDS:
-            rows = [
-                (i, k, c, t)
-                for i, (_, s) in enumerate(items)
-                for k, (c, t) in s.pairs[kind].items()
-            ]
-            codes, vocab = pd.factorize(np.array([r[1] for r in rows], dtype=object))
-            out.vocab[kind] = np.asarray(vocab, dtype=object)
-            out.pairs[kind] = {
-                "u": np.array([r[0] for r in rows], dtype=_I64),
-                "k": codes.astype(_I64),
-                "count": np.array([r[2] for r in rows], dtype=_I64),
-                "last": np.array([r[3] for r in rows], dtype=_I64),
-            }
-        return out
 
     # -- bounding -------------------------------------------------------------------------
     def evict(self, now: datetime | float, ttl_s: float) -> int:
