@@ -10,6 +10,7 @@ a string one side formats and the other parses back, nor as a live object probed
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -68,6 +69,19 @@ class ModelInfo:
     #: when the scores are not calibrated) and alerts a day at the rate it was trained for.
     expected_precision: float | None = None
     expected_alerts_per_day: float | None = None
+    #: The live time-lapse the model was trained for (None when it was trained on a file).
+    time_scale: float | None = None
+
+    def time_lapse_mismatch(self, live_time_scale: float) -> str:
+        """Why the model does not fit a generator at ``live_time_scale`` ('' when it does):
+        velocity and recency features scale with the time-lapse, so a model trained for
+        another one sees paces it never learnt."""
+        if self.time_scale is None or math.isclose(self.time_scale, live_time_scale, rel_tol=0.01):
+            return ""
+        return (
+            f"trained for time-lapse {self.time_scale:g}, the generator runs at "
+            f"{live_time_scale:g}: retrain"
+        )
 
     def summary(self) -> str:
         """'v0003 xgboost supervised thr 0.420 · precision ~81% · ~1,200 alerts/day' (or

@@ -175,7 +175,8 @@ class Settings:
         metadata={
             "doc": "Live time-lapse: simulated time runs this many times faster than real time "
             "(600: a simulated day in 2.4 minutes, so fraud patterns and labels show within "
-            "minutes); recorded with each model trained for it.",
+            "minutes); recorded with each model trained for it (the status bar's model turns "
+            "degraded when the generator runs at another).",
             **_range(1, 10**6),
         },
     )

@@ -427,7 +427,16 @@ class Supervisor:
 
     def _model_live(self) -> None:
         info = self.model_info()
-        self._set("model", State.RUNNING, info.summary() if info else "no model")
+        mismatch = (
+            "" if info is None else info.time_lapse_mismatch(self.settings.generator_time_scale)
+        )
+        if info is None:
+            self._set("model", State.RUNNING, "no model")
+        elif mismatch:
+            log.warning("model %s: %s", info.version, mismatch)
+            self._set("model", State.DEGRADED, f"{info.summary()} · {mismatch}")
+        else:
+            self._set("model", State.RUNNING, info.summary())
         if info is not None:
             self._emit(ModelLive(info))
 
@@ -447,6 +456,7 @@ class Supervisor:
             note=live.note,
             expected_precision=live.metric("expected_precision"),
             expected_alerts_per_day=live.metric("expected_alerts_per_day"),
+            time_scale=live.time_scale,
         )
 
     def _start_stream(self) -> None:

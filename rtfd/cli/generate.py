@@ -29,7 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "truth (label, fraud_type)."
         ),
     )
-    add_settings_flag(gen, "--rate", "generator_rate", "transactions per second (live)")
+    add_settings_flag(
+        gen,
+        "--rate",
+        "generator_rate",
+        "transactions per second (live); it sets how many cards are active, never a card's pace",
+    )
     gen.add_argument(
         "--duration",
         type=Number(float, lo=0, lo_open=True),
@@ -38,7 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="stop after S seconds (live)",
     )
     add_settings_flag(gen, "--seed", "generator_seed", "random seed")
-    add_settings_flag(gen, "--users", "generator_users", "simulated users")
+    add_settings_flag(
+        gen, "--users", "generator_users", "simulated cards (offline; live, --rate sets them)"
+    )
     add_settings_flag(gen, "--merchants", "generator_merchants", "simulated merchants")
     add_settings_flag(gen, "--fraud-rate", "generator_fraud_rate", "share of fraud, e.g. 0.01")
     add_settings_flag(
@@ -108,12 +115,27 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.generator.live import LiveGenerator
     from rtfd.schemas import Topics
 
+    print(live_world_line(settings), file=sys.stderr, flush=True)
     gen = LiveGenerator(
         settings,
         topic=args.topic or Topics.TRANSACTIONS,
         labels_topic=args.labels_topic or Topics.LABELS,
     )
     return _drive(gen, duration=args.duration, until_finished=False)
+
+
+def live_world_line(settings: Settings) -> str:
+    """What a live run simulates: 'rtfd: 49,949 cards active at 1,000 tx/s; time-lapse 600
+    (a simulated day every 2.4 min)'. Raises ConfigError when the rate needs too many cards."""
+    from rtfd.generator.behaviour import DAY_S
+    from rtfd.generator.live import cards_for_rate
+
+    cards = cards_for_rate(settings)
+    scale = settings.generator_time_scale
+    return (
+        f"rtfd: {cards:,} cards active at {settings.generator_rate:,g} tx/s; time-lapse "
+        f"{scale:g} (a simulated day every {DAY_S / scale / 60:,.1f} min)"
+    )
 
 
 def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) -> int:
@@ -150,8 +172,9 @@ def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) 
     if sys.stderr.isatty():
         print(file=sys.stderr)
     rate = final.sent / max(elapsed, 1e-9)
+    cards = f" from {final.cards:,} cards" if final.cards else ""
     print(
-        f"rtfd: sent {final.sent:,} transactions in {elapsed:.1f} s ({rate:,.0f}/s); "
+        f"rtfd: sent {final.sent:,} transactions{cards} in {elapsed:.1f} s ({rate:,.0f}/s); "
         f"acked {final.acked:,}, failed {final.failed:,}; "
         f"labels sent {final.labels_sent:,}, not yet due {final.labels_pending:,}"
     )

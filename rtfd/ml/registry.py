@@ -240,6 +240,8 @@ class VersionInfo:
     threshold: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    #: The live time-lapse the model was trained for (None: trained on a file in its own time).
+    time_scale: float | None = None
     note: str = ""
 
     def metric(self, key: str) -> float | None:
@@ -725,6 +727,7 @@ class Registry:
             threshold=_finite(threshold.get("threshold")),
             metrics=metrics,
             created_at=_text(doc.get("created_at")),
+            time_scale=_finite(doc.get("time_scale")),
         )
 
     def live(self) -> VersionInfo | None:

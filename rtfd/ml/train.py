@@ -429,8 +429,10 @@ def train_model(
                 "validation_start": validation["timestamp"].min().isoformat(),
             },
             "kernel": DEFAULT_CONFIG.to_dict(),
-            # The live time-lapse the model was trained for (velocity features scale with it).
-            "time_scale": settings.generator_time_scale,
+            # The live time-lapse the model was trained for (velocity features scale with it):
+            # known for the served Parquet and the simulated history, both in the generator's
+            # time-lapse; a file or frame runs in its own time, which rtfd cannot know.
+            "time_scale": settings.generator_time_scale if data is None else None,
             "merchant_risk": {
                 "label_delay_s": delay_s,
                 "period_s": DEFAULT_PERIOD_S,

@@ -227,7 +227,7 @@ class RtfdApp(App[int]):
             self.notify(status.detail or "failed", title=f"{status.name} failed", severity="error")
         if status.name == "broker" and status.state == State.RUNNING:
             self._start_alert_feed()
-        if status.name == "model" and status.state == State.RUNNING:
+        if status.name == "model" and status.state in (State.RUNNING, State.DEGRADED):
             self.model_panel.refresh_catalog()
             if not self.retraining:
                 self.training_bar.hide()

@@ -24,7 +24,7 @@ from rtfd.cli import main
 from rtfd.config import Settings
 from rtfd.errors import BrokerError, ValidationError
 from rtfd.generator.history import simulate_history, write_history
-from rtfd.generator.live import LiveGenerator, produce_transactions
+from rtfd.generator.live import LiveGenerator, cards_for_rate, produce_transactions
 from rtfd.generator.replay import FileSource, read_transactions_file
 from rtfd.schemas import LABEL, TRANSACTION
 
@@ -193,7 +193,13 @@ def test_cli_generate_runs_for_a_duration(
     args += ["--rate", "500", "--duration", "3", "--topic", tx_topic]
     args += ["--labels-topic", label_topic, "--users", "1000"]
     assert main(args) == 0
-    assert "sent" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # The rate sets the cards (--users is for offline histories): 500 tx/s at the default
+    # time-lapse is about 25,000 cards, said before the run and in its summary.
+    cards = cards_for_rate(broker_settings, 500)
+    assert 20_000 < cards < 30_000
+    assert f"rtfd: {cards:,} cards active at 500 tx/s; time-lapse 600" in err
+    assert f"transactions from {cards:,} cards in" in out
     assert topic_size(broker_settings, tx_topic) == pytest.approx(1_500, rel=0.1)
 
 

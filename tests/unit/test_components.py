@@ -60,6 +60,27 @@ def test_the_generator_summary_is_made_from_the_snapshot(info: GeneratorInfo, te
     assert info.summary() == text
 
 
+@pytest.mark.parametrize(
+    ("trained_for", "live", "fits"),
+    [
+        (600.0, 600.0, True),
+        (600.0, 603.0, True),  # within 1 %: the same time-lapse written another way
+        (600.0, 3000.0, False),
+        (600.0, 60.0, False),
+        (1.0, 600.0, False),
+        (None, 600.0, True),  # trained on a file in its own time: nothing to compare
+    ],
+)
+def test_a_model_says_when_the_generator_runs_at_another_time_lapse(
+    trained_for: float | None, live: float, fits: bool
+) -> None:
+    mismatch = ModelInfo("v0001", time_scale=trained_for).time_lapse_mismatch(live)
+    assert (mismatch == "") is fits
+    if not fits:
+        assert f"trained for time-lapse {trained_for:g}" in mismatch
+        assert f"runs at {live:g}" in mismatch and "retrain" in mismatch
+
+
 def shown(status: ComponentStatus) -> tuple[str, State, str]:
     """What the status bar shows of a status (``since`` is the wall clock)."""
     return status.name, status.state, status.detail

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rtfd.components import State
 from rtfd.config import Settings, load_settings
 from rtfd.errors import ConfigError, DataError
 from rtfd.features import FEATURE_NAMES
@@ -215,6 +216,9 @@ def test_training_from_a_file(settings: Settings, tmp_path: Path) -> None:
     small_history().to_parquet(path)
     result = train_model(settings, algo="logreg", data=path)
     assert result.source == str(path)
+    # A file runs in its own time: no live time-lapse is claimed for it.
+    info = Registry(settings.models_dir).info(result.version)
+    assert info.time_scale is None
 
 
 def test_bootstrap_trains_once_from_a_simulated_history(
@@ -228,6 +232,31 @@ def test_bootstrap_trains_once_from_a_simulated_history(
     assert seen and seen[-1] == 1.0 and seen == sorted(seen)
     assert ensure_bootstrap_model(settings) == "v0001"  # already there: nothing trained
     assert Registry(settings.models_dir).versions() == ["v0001"]
+    # Issue 15: the live time-lapse the model was trained for is recorded with it.
+    assert Registry(settings.models_dir).info("v0001").time_scale == settings.generator_time_scale
+
+
+def test_a_model_for_another_time_lapse_is_shown_degraded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model was trained for time-lapse 600 and the generator is set to 3000: the status
+    bar's model says so (velocity features would be five times off), and a model trained for
+    3000 is running again."""
+    from rtfd.supervisor import Supervisor
+
+    monkeypatch.setattr(train, "BOOTSTRAP_DAYS", 10)
+    monkeypatch.setattr(train, "BOOTSTRAP_USERS", 500)
+    ensure_bootstrap_model(settings)
+    faster = settings.replace(generator_time_scale=3000.0)
+    sup = Supervisor(faster, with_stream=False, with_generator=False)
+    sup._start_model()
+    status = sup.statuses()["model"]
+    assert status.state == State.DEGRADED
+    assert "trained for time-lapse 600, the generator runs at 3000: retrain" in status.detail
+    assert status.detail.startswith("v0001 xgboost")
+    train_model(faster, algo="xgboost", bootstrap=True, force=True)
+    sup._model_live()
+    assert sup.statuses()["model"].state == State.RUNNING
 
 
 def test_the_live_models_promise_reaches_the_status_bar(settings: Settings) -> None:
