@@ -79,16 +79,19 @@ class ModelInfo:
         if self.time_scale is None or math.isclose(self.time_scale, live_time_scale, rel_tol=0.01):
             return ""
         return (
-            f"trained for time-lapse {self.time_scale:g}, the generator runs at "
-            f"{live_time_scale:g}: retrain"
+            f"trained for time-lapse {self.time_scale:g}, generator at {live_time_scale:g}: retrain"
         )
 
-    def summary(self) -> str:
+    def summary(self, live_time_scale: float | None = None) -> str:
         """'v0003 xgboost supervised thr 0.420 · precision ~81% · ~1,200 alerts/day' (or
-        'v0003 (why not)') for the status bar."""
+        'v0003 (why not)') for the status bar. Given the generator's time-lapse and trained for
+        another, it says so instead of a promise that no longer holds."""
         if self.note or self.threshold is None:
             return f"{self.version} ({self.note or 'no threshold'})"
         text = f"{self.version} {self.algo} {self.mode} thr {self.threshold:.3f}"
+        mismatch = "" if live_time_scale is None else self.time_lapse_mismatch(live_time_scale)
+        if mismatch:
+            return f"{text} · {mismatch}"
         if self.expected_precision is not None:
             text += f" · precision ~{self.expected_precision:.0%}"
         if self.expected_alerts_per_day is not None:

@@ -434,7 +434,7 @@ class Supervisor:
             self._set("model", State.RUNNING, "no model")
         elif mismatch:
             log.warning("model %s: %s", info.version, mismatch)
-            self._set("model", State.DEGRADED, f"{info.summary()} · {mismatch}")
+            self._set("model", State.DEGRADED, info.summary(self.settings.generator_time_scale))
         else:
             self._set("model", State.RUNNING, info.summary())
         if info is not None:

@@ -252,8 +252,9 @@ def test_a_model_for_another_time_lapse_is_shown_degraded(
     sup._start_model()
     status = sup.statuses()["model"]
     assert status.state == State.DEGRADED
-    assert "trained for time-lapse 600, the generator runs at 3000: retrain" in status.detail
-    assert status.detail.startswith("v0001 xgboost")
+    assert status.detail.startswith("v0001 xgboost supervised thr ")
+    assert status.detail.endswith(" · trained for time-lapse 600, generator at 3000: retrain")
+    assert "precision ~" not in status.detail  # a promise made for another time-lapse
     train_model(faster, algo="xgboost", bootstrap=True, force=True)
     sup._model_live()
     assert sup.statuses()["model"].state == State.RUNNING
