@@ -79,10 +79,13 @@ class Unpacked:
                 )
             try:
                 table = pa.ipc.open_stream(pa.py_buffer(view[pos : pos + length])).read_all()
-                # Full validation: offsets or lengths out of their buffers become an error
-                # here rather than reads out of bounds when the table is converted.
+                # Decode every field name (nested ones too) and validate fully, so that a name
+                # that is not UTF-8, or offsets and lengths out of their buffers, fail here
+                # rather than where a format reads a column.
+                table.schema.to_string()
                 table.validate(full=True)
-            except pa.ArrowException as e:
+            # Arrow's I/O errors are OSErrors, a name that is not UTF-8 a UnicodeDecodeError.
+            except (pa.ArrowException, OSError, ValueError) as e:
                 raise ValueError(
                     f"corrupt {self.what}: table {i + 1} of {count}: {_one_line(e)}"
                 ) from e
