@@ -11,15 +11,13 @@ which is how the parity tests compare the two drivers.
 
 from __future__ import annotations
 
-import io
-import json
-import struct
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rtfd.features import framing
 from rtfd.features.arithmetic import DEFAULT_CONFIG, PAIR_KINDS, KernelConfig
 from rtfd.features.reference import UserState
 from rtfd.features.timeutil import timestamp_ms
@@ -27,6 +25,7 @@ from rtfd.features.timeutil import timestamp_ms
 _I64 = np.int64
 _USER_COLS = ("n", "sum_c", "sq_hi", "sq_lo", "last_te")
 _MAGIC = b"RTFDKS1\n"
+_WHAT = "kernel state blob"
 
 
 def _empty_pairs() -> dict[str, np.ndarray]:
@@ -167,10 +166,6 @@ class KernelState:
         is what Spark's state store moves and writes every batch on a cluster)."""
         import pyarrow as pa
 
-        header = json.dumps(
-            {"version": 3, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
-        ).encode()
-        parts = [_MAGIC, struct.pack("<I", len(header)), header]
         last = self.users["last_te"]
 
         def ints(values: np.ndarray) -> pa.Array:
@@ -213,53 +208,37 @@ class KernelState:
                     }
                 )
             )
-        options = pa.ipc.IpcWriteOptions(compression="zstd")
-        for table in tables:
-            sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
-            blob = sink.getvalue()
-            parts += [struct.pack("<Q", len(blob)), blob]
-        return b"".join(parts)
+        header = {"version": 3, "config": self.config.to_dict(), "pairs": list(PAIR_KINDS)}
+        return framing.pack(_MAGIC, header, tables)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> KernelState:
         """Inverse of :meth:`to_bytes`; raises ValueError on anything that is not such a blob."""
         import pyarrow as pa
 
-        view = memoryview(blob)
-        if bytes(view[: len(_MAGIC)]) != _MAGIC:
-            raise ValueError("not a kernel state blob (bad magic)")
-        pos = len(_MAGIC)
+        unpacked = framing.unpack(blob, _MAGIC, what=_WHAT)
+        header = unpacked.header
+        version = header.get("version")
+        if version not in (2, 3) or header.get("pairs") != list(PAIR_KINDS):
+            raise ValueError("kernel state of another kernel version")
+        tables = unpacked.tables(2 + 2 * len(PAIR_KINDS))
         try:
-            (hlen,) = struct.unpack_from("<I", view, pos)
-            header = json.loads(bytes(view[pos + 4 : pos + 4 + hlen]))
-            pos += 4 + hlen
-            version = header.get("version")
-            if version not in (2, 3) or header.get("pairs") != list(PAIR_KINDS):
-                raise ValueError("kernel state of another kernel version")
-            tables = []
-            for _ in range(2 + 2 * len(PAIR_KINDS)):
-                (blen,) = struct.unpack_from("<Q", view, pos)
-                pos += 8
-                if pos + blen > len(view):
-                    raise ValueError("truncated kernel state blob")
-                tables.append(pa.ipc.open_stream(pa.py_buffer(view[pos : pos + blen])).read_all())
-                pos += blen
             out = cls(KernelConfig(**header["config"]))
-        except (
-            struct.error,
-            json.JSONDecodeError,
-            UnicodeDecodeError,
-            pa.ArrowException,
-            TypeError,
-            KeyError,
-            AttributeError,
-        ) as e:
-            raise ValueError(f"corrupt kernel state blob: {e}") from e
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"corrupt {_WHAT}: bad config ({e})") from e
 
         def col(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
-            return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=dtype)
+            # A column that is missing, null or of another type is a corrupt blob, not a
+            # KeyError or a cast of nulls to garbage integers.
+            if name not in table.column_names:
+                raise ValueError(f"corrupt {_WHAT}: no column {name!r}")
+            column = table.column(name)
+            if column.null_count or (dtype is object) != pa.types.is_string(column.type):
+                raise ValueError(f"corrupt {_WHAT}: column {name!r} of type {column.type}")
+            try:
+                return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+            except (TypeError, ValueError, pa.ArrowException) as e:
+                raise ValueError(f"corrupt {_WHAT}: column {name!r}: {e}") from e
 
         users, events = tables[:2]
         out.users = {
@@ -273,16 +252,15 @@ class KernelState:
             vocab, pairs = tables[2 + 2 * i], tables[3 + 2 * i]
             out.vocab[kind] = col(vocab, "key", object)
             out.pairs[kind] = {k: col(pairs, k, _I64) for k in ("u", "k", "count", "last")}
+            k = out.pairs[kind]["k"]
+            if len(k) and not 0 <= k.min() <= k.max() < len(out.vocab[kind]):
+                raise ValueError(f"corrupt {_WHAT}: pair key outside its vocab")
+        for table in (out.events, *out.pairs.values()):
+            if len(table["u"]) and not 0 <= table["u"].min() <= table["u"].max() < len(out):
+                raise ValueError(f"corrupt {_WHAT}: row of an unknown user")
         if version == 3:  # times stored back from the user's last event
             last = out.users["last_te"]
             for table, c in ((out.events, "te"), *((p, "last") for p in out.pairs.values())):
                 if len(table["u"]):
-                    if not 0 <= table["u"].min() <= table["u"].max() < len(out):
-                        raise ValueError("corrupt kernel state blob: row of an unknown user")
                     table[c] = last[table["u"]] - table[c]
-            if len(out.pairs[kind]["k"]) and out.pairs[kind]["k"].max() >= len(out.vocab[kind]):
-                raise ValueError("corrupt kernel state blob: pair key outside its vocab")
-        for table in (out.events, *out.pairs.values()):
-            if len(table["u"]) and not 0 <= table["u"].min() <= table["u"].max() < len(out):
-                raise ValueError("corrupt kernel state blob: row of an unknown user")
         return out

@@ -29,14 +29,12 @@ pickle) for the stream's snapshots.
 
 from __future__ import annotations
 
-import io
-import json
-import struct
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from rtfd.features import framing
 from rtfd.features.arithmetic import DEFAULT_CONFIG, PAIR_KINDS, KernelConfig
 from rtfd.features.batch import step_batch
 from rtfd.features.columns import BatchColumns, batch_columns
@@ -50,6 +48,8 @@ _KIND_SHIFT = 30
 _SLOT_SHIFT = 32
 _MAX_CODE = (1 << _KIND_SHIFT) - 1
 _MAGIC = b"RTFDUS1\n"
+_WHAT = "user store snapshot"
+_TABLES = ("users", "events", "pairs", *(f"vocab_{kind}" for kind in PAIR_KINDS))
 FORMAT = 1
 
 
@@ -406,91 +406,96 @@ class UserStore:
                 for kind in PAIR_KINDS
             },
         }
-        header = json.dumps(
-            {
-                "format": FORMAT,
-                "config": self.config.to_dict(),
-                "pairs": list(PAIR_KINDS),
-                "tables": list(tables),
-            }
-        ).encode()
-        out = io.BytesIO()
-        out.write(_MAGIC + struct.pack("<I", len(header)) + header)
-        options = pa.ipc.IpcWriteOptions(compression="zstd")
-        for table in tables.values():
-            sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
-                writer.write_table(table)
-            blob = sink.getvalue()
-            out.write(struct.pack("<Q", len(blob)))
-            out.write(blob)
-        return out.getvalue()
+        header = {
+            "format": FORMAT,
+            "config": self.config.to_dict(),
+            "pairs": list(PAIR_KINDS),
+            "tables": list(tables),
+        }
+        return framing.pack(_MAGIC, header, tables.values())
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> UserStore:
         """Inverse of :meth:`to_bytes`; ValueError on anything else (a clear message)."""
         import pyarrow as pa
 
-        view = memoryview(blob)
-        if bytes(view[: len(_MAGIC)]) != _MAGIC:
-            raise ValueError("not a user store snapshot (bad magic)")
-        pos = len(_MAGIC)
+        unpacked = framing.unpack(blob, _MAGIC, what=_WHAT)
+        header = unpacked.header
+        if header.get("format") != FORMAT or header.get("pairs") != list(PAIR_KINDS):
+            raise ValueError("user store snapshot of another format")
+        names = header.get("tables")
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError(f"corrupt {_WHAT}: its header lists no tables")
+        tables = dict(zip(names, unpacked.tables(len(names)), strict=True))
+        missing = [name for name in _TABLES if name not in tables]
+        if missing:
+            raise ValueError(f"corrupt {_WHAT}: missing {', '.join(missing)}")
         try:
-            (hlen,) = struct.unpack_from("<I", view, pos)
-            header = json.loads(bytes(view[pos + 4 : pos + 4 + hlen]))
-            pos += 4 + hlen
-            if header.get("format") != FORMAT or header.get("pairs") != list(PAIR_KINDS):
-                raise ValueError("user store snapshot of another format")
-            tables: dict[str, pa.Table] = {}
-            for name in header["tables"]:
-                (blen,) = struct.unpack_from("<Q", view, pos)
-                pos += 8
-                if pos + blen > len(view):
-                    raise ValueError("truncated user store snapshot")
-                tables[name] = pa.ipc.open_stream(pa.py_buffer(view[pos : pos + blen])).read_all()
-                pos += blen
             out = cls(KernelConfig(**header["config"]), capacity=tables["users"].num_rows)
-        except (struct.error, json.JSONDecodeError, UnicodeDecodeError, pa.ArrowException) as e:
-            raise ValueError(f"corrupt user store snapshot: {e}") from e
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"corrupt user store snapshot: missing {e}") from e
+        except (TypeError, KeyError, ValueError) as e:
+            raise ValueError(f"corrupt {_WHAT}: bad config ({e})") from e
 
-        def col(table: pa.Table, name: str) -> np.ndarray:
-            return table.column(name).to_numpy(zero_copy_only=False)
+        def col(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
+            # A column that is missing, null or of another type is a corrupt snapshot, not a
+            # KeyError or a cast of nulls to garbage integers.
+            if name not in table.column_names:
+                raise ValueError(f"corrupt {_WHAT}: no column {name!r}")
+            column = table.column(name)
+            if column.null_count or (dtype is object) != pa.types.is_string(column.type):
+                raise ValueError(f"corrupt {_WHAT}: column {name!r} of type {column.type}")
+            try:
+                return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+            except (TypeError, ValueError, pa.ArrowException) as e:
+                raise ValueError(f"corrupt {_WHAT}: column {name!r}: {e}") from e
 
         users = tables["users"]
         n = users.num_rows
-        uids = [str(u) for u in col(users, "uid").tolist()]
+        uids = col(users, "uid", object).tolist()
+        if len(set(uids)) != n:
+            raise ValueError(f"corrupt {_WHAT}: a user twice")
         out._allocate(uids)
         for c in (*_SCALARS, *_COORDS):
-            out._cols[c][:n] = col(users, c)
-        lens = col(users, "ev_len").astype(np.int32)
+            out._cols[c][:n] = col(users, c, out._cols[c].dtype)
+        lens = col(users, "ev_len", _I64)
         if (lens < 0).any() or (lens > out.config.max_events).any():
-            raise ValueError("corrupt user store snapshot: event buffer length out of range")
+            raise ValueError(f"corrupt {_WHAT}: event buffer length out of range")
+        ev = tables["events"]
+        # Checked before the planes are sized from the lengths.
+        if ev.num_rows != int(lens.sum()):
+            raise ValueError(f"corrupt {_WHAT}: event count mismatch")
         out._ev_len[:n] = lens
         depth = int(lens.max()) if n else 0
         if depth:
             out._ensure_depth(depth)
-            take = np.arange(depth)[None, :] < lens[:, None].astype(_I64)
-            ev = tables["events"]
-            if ev.num_rows != int(take.sum()):
-                raise ValueError("corrupt user store snapshot: event count mismatch")
+            take = np.arange(depth)[None, :] < lens[:, None]
             for name, plane in (("off", out._ev_off), ("c", out._ev_c), ("f", out._ev_f)):
                 block = np.zeros((n, depth), dtype=plane.dtype)
-                block[take] = col(ev, name)
+                block[take] = col(ev, name, plane.dtype)
                 plane[:depth, :n] = block.T
         for kind in PAIR_KINDS:
-            words = [str(w) for w in col(tables[f"vocab_{kind}"], "key").tolist()]
+            words = col(tables[f"vocab_{kind}"], "key", object).tolist()
+            if len(set(words)) != len(words):
+                raise ValueError(f"corrupt {_WHAT}: a {kind} key twice in its vocab")
             out._words[kind] = words
             out._vocab[kind] = {w: i for i, w in enumerate(words)}
         pairs = tables["pairs"]
-        user = col(pairs, "user").astype(_I64)
+        user = col(pairs, "user", _I64)
         if len(user) and (user.min() < 0 or user.max() >= n):
-            raise ValueError("corrupt user store snapshot: a pair of an unknown user")
-        keys = (user << _SLOT_SHIFT) | col(pairs, "kind_code").astype(_I64)
+            raise ValueError(f"corrupt {_WHAT}: a pair of an unknown user")
+        kind_code = col(pairs, "kind_code", _I64)
+        kinds, codes = kind_code >> _KIND_SHIFT, kind_code & _MAX_CODE
+        for k, kind in enumerate(PAIR_KINDS):
+            if (codes[kinds == k] >= len(out._words[kind])).any():
+                raise ValueError(f"corrupt {_WHAT}: a pair key outside its vocab")
+        if len(kinds) and not 0 <= kinds.min() <= kinds.max() < len(PAIR_KINDS):
+            raise ValueError(f"corrupt {_WHAT}: a pair of an unknown kind")
+        keys = (user << _SLOT_SHIFT) | kind_code
+        ordered = np.sort(keys)
+        if (ordered[1:] == ordered[:-1]).any():
+            raise ValueError(f"corrupt {_WHAT}: a pair twice")
         out._pairs = Int64Index.from_keys(keys)
-        out._pair_count = col(pairs, "count").astype(_I64).copy()
-        out._pair_last = col(pairs, "last").astype(_I64).copy()
+        out._pair_count = col(pairs, "count", _I64).copy()
+        out._pair_last = col(pairs, "last", _I64).copy()
         out._ensure_pair_rows(max(len(keys), 1024))
         return out
 
