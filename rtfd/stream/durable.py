@@ -314,9 +314,21 @@ class RecentIds:
 
     @classmethod
     def from_table(cls, table: pa.Table, high: int, window_ms: int) -> RecentIds:
+        """Inverse of :meth:`to_table`; ValueError for a table it cannot have written (the
+        snapshot came back from disk: torn or tampered)."""
+        import pyarrow as pa
+
+        for name in ("id", "te"):
+            column = table.column(name)
+            if column.type != pa.int64() or column.null_count:
+                raise ValueError(
+                    f"recent ids: column {name} is {column.type}, not int64 (no nulls)"
+                )
+        keys = table.column("id").to_numpy()
+        if len(np.unique(keys)) != len(keys):
+            raise ValueError("recent ids: an id is listed twice")
         out = cls(window_ms)
         out.high = high
-        keys = table.column("id").to_numpy()
         out._index = Int64Index.from_keys(keys)
         out._te = table.column("te").to_numpy().copy()
         out._grow(max(len(out._te), 1024))

@@ -190,7 +190,13 @@ class DriverState:
             pos = len(_SNAP_MAGIC)
             hlen, slen, ilen = struct.unpack_from("<IQQ", blob, pos)
             pos += struct.calcsize("<IQQ")
+            if pos + hlen + slen + ilen != len(blob):  # torn, or bytes appended
+                raise ValueError(
+                    f"its parts need {pos + hlen + slen + ilen} bytes, it has {len(blob)}"
+                )
             header = json.loads(blob[pos : pos + hlen])
+            if not isinstance(header, dict):
+                raise ValueError(f"header is a {type(header).__name__}, not an object")
             pos += hlen
             store = UserStore.from_bytes(blob[pos : pos + slen])
             pos += slen
@@ -202,8 +208,18 @@ class DriverState:
                 Offsets({str(k): int(v) for k, v in header["offsets"].items()}),
                 int(header["batch_id"]),
             )
-        except (struct.error, KeyError, TypeError, ValueError, pa.ArrowException) as e:
-            raise ValueError(f"corrupt stream state snapshot: {e}") from e
+        # Arrow's I/O errors are OSErrors; a header nested past Python's limit a RecursionError.
+        except (
+            struct.error,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValueError,
+            OSError,
+            RecursionError,
+            pa.ArrowException,
+        ) as e:
+            raise ValueError(f"corrupt stream state snapshot: {' '.join(str(e).split())}") from e
 
 
 def redo_payload(enriched: pa.Table, meta: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from rtfd.features.names import FEATURE_NAMES, USER_FEATURES
 from rtfd.features.offline import build_features
 from rtfd.lake import visible_files
 from rtfd.stream.durable import StateError
-from rtfd.stream.engine import TransactionEngine, committed_batch
+from rtfd.stream.engine import DriverState, TransactionEngine, committed_batch
 from rtfd.stream.progress import ProgressHub
 from rtfd.stream.sinks import Outlets
 
@@ -406,3 +407,45 @@ def test_idle_users_leave_the_state_without_changing_a_feature(
     expected = build_features(rows)
     for name in USER_FEATURES:
         assert np.array_equal(got[name].to_numpy(), expected[name].to_numpy()), name
+
+
+def stream_state_blob(tmp_path: Path) -> bytes:
+    """The snapshot of an engine that has folded two batches (users, pairs, recent ids)."""
+    rows = history(60, users=6, seed=4)
+    h = Harness(tmp_path)
+    for b, (part, first) in enumerate(slices(rows, 2)):
+        h.run(b, kafka_batch(part, first))
+    return h.engine.state.to_bytes()
+
+
+def test_a_torn_or_tampered_stream_snapshot_is_one_clear_error(tmp_path: Path) -> None:
+    """A snapshot read back from disk may be torn (a crash, a full disk) or tampered with:
+    every prefix, bytes appended, a flipped byte anywhere, lengths and headers that lie, each
+    is a ValueError naming the snapshot (the engine turns it into a StateError that says what
+    to delete), never another exception."""
+    blob = stream_state_blob(tmp_path)
+    state = DriverState.from_bytes(blob)
+    assert state.to_bytes() == blob and state.batch_id == 1
+    magic, head = blob[:8], 8 + 20  # magic, then <IQQ
+    hlen = int.from_bytes(blob[8:12], "little")
+    variants: list[bytes] = [blob[:n] for n in range(len(blob))]  # every truncation
+    variants += [blob + b"\0", blob + blob]
+    variants += [blob[:i] + bytes([blob[i] ^ 0xFF]) + blob[i + 1 :] for i in range(len(blob))]
+    for lengths in [(2**32 - 1, 0, 0), (hlen, 2**63, 0), (hlen, 0, 2**64 - 1), (0, 0, 0)]:
+        variants.append(magic + struct.pack("<IQQ", *lengths) + blob[head:])
+    for header in [b"[]", b"1", b'"x"', b"null", b"\xff\xfe", b"[" * 100_000, b'{"batch_id": 1}']:
+        slen, ilen = struct.unpack_from("<QQ", blob, 12)
+        body = blob[head + hlen :]
+        variants.append(magic + struct.pack("<IQQ", len(header), slen, ilen) + header + body)
+    refused = 0
+    for v in variants:
+        try:
+            DriverState.from_bytes(v)
+        except ValueError as e:
+            refused += 1
+            message = str(e)
+            assert "\n" not in message
+            assert "stream state snapshot" in message or "user store snapshot" in message, message
+    # Every truncation, every appended byte, every lying length and header is refused; a flipped
+    # byte inside compressed data may still decode to another state, never to an exception.
+    assert refused >= len(blob) + 2 + 4 + 7
