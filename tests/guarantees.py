@@ -41,6 +41,18 @@ GUARANTEES: tuple[Guarantee, ...] = (
         ),
     ),
     Guarantee(
+        "a torn or tampered state snapshot or blob on disk: every truncation, appended bytes, "
+        "flipped bytes, lengths up to 2**64-1, headers that are no JSON object, wrong magic, "
+        "tables that do not fit (about 15,000 blobs)",
+        "one ValueError naming the blob, never another exception, unbounded time or memory (the "
+        "engine turns it into a StateError saying what to delete); the blobs' bytes are pinned "
+        "by golden hashes, so old checkpoints keep reading",
+        (
+            "tests/unit/test_features_framing.py",
+            "tests/unit/test_stream_engine.py::test_a_torn_or_tampered_stream_snapshot",
+        ),
+    ),
+    Guarantee(
         "readers while the lake compacts its files",
         "every row visible exactly once at every moment",
         ("tests/unit/test_stream_engine.py::test_readers_see_every_row_exactly_once",),
