@@ -115,13 +115,13 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from rtfd.generator.live import LiveGenerator
     from rtfd.schemas import Topics
 
-    print(live_world_line(settings), file=sys.stderr, flush=True)
+    intro = live_world_line(settings)  # a rate needing too many cards fails here, at once
     gen = LiveGenerator(
         settings,
         topic=args.topic or Topics.TRANSACTIONS,
         labels_topic=args.labels_topic or Topics.LABELS,
     )
-    return _drive(gen, duration=args.duration, until_finished=False)
+    return _drive(gen, duration=args.duration, until_finished=False, intro=intro)
 
 
 def live_world_line(settings: Settings) -> str:
@@ -138,7 +138,9 @@ def live_world_line(settings: Settings) -> str:
     )
 
 
-def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) -> int:
+def _drive(
+    gen: LiveGenerator, *, duration: float | None, until_finished: bool, intro: str = ""
+) -> int:
     """Run a generator in the foreground with a status line until done, --duration or Ctrl-C
     (SIGTERM too: a supervisor stopping the command gets the same clean, flushed stop)."""
     import signal
@@ -150,6 +152,8 @@ def _drive(gen: LiveGenerator, *, duration: float | None, until_finished: bool) 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt)
     gen.start()
+    if intro:  # after the start: a bad topic or broker stays a one-line error
+        print(intro, file=sys.stderr, flush=True)
     started = time.monotonic()
     last = 0.0
     try:
