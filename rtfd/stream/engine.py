@@ -207,6 +207,7 @@ class DriverState:
                 ids,
                 Offsets({str(k): int(v) for k, v in header["offsets"].items()}),
                 int(header["batch_id"]),
+                int(header.get("skipped", 0)),
             )
         # Arrow's I/O errors are OSErrors; a header nested past Python's limit a RecursionError.
         except (
