@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 _HEADER_LEN = struct.Struct("<I")
@@ -94,6 +95,23 @@ class Unpacked:
         if pos != len(view):
             raise ValueError(f"corrupt {self.what}: {len(view) - pos} bytes after its tables")
         return out
+
+    def column(self, table: pa.Table, name: str, dtype: Any) -> np.ndarray:
+        """Column ``name`` of one of the tables as an array of ``dtype`` (object: a string
+        column); a column that is missing, null or of another type is a corrupt blob, not a
+        KeyError or a cast of nulls to garbage integers."""
+        import numpy as np
+        import pyarrow as pa
+
+        if name not in table.column_names:
+            raise ValueError(f"corrupt {self.what}: no column {name!r}")
+        column = table.column(name)
+        if column.null_count or (dtype is object) != pa.types.is_string(column.type):
+            raise ValueError(f"corrupt {self.what}: column {name!r} of type {column.type}")
+        try:
+            return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+        except (TypeError, ValueError, pa.ArrowException) as e:
+            raise ValueError(f"corrupt {self.what}: column {name!r}: {e}") from e
 
 
 def unpack(blob: bytes, magic: bytes, *, what: str) -> Unpacked:

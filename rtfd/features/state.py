@@ -12,7 +12,6 @@ which is how the parity tests compare the two drivers.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -214,7 +213,6 @@ class KernelState:
     @classmethod
     def from_bytes(cls, blob: bytes) -> KernelState:
         """Inverse of :meth:`to_bytes`; raises ValueError on anything that is not such a blob."""
-        import pyarrow as pa
 
         unpacked = framing.unpack(blob, _MAGIC, what=_WHAT)
         header = unpacked.header
@@ -227,18 +225,7 @@ class KernelState:
         except (TypeError, KeyError, ValueError) as e:
             raise ValueError(f"corrupt {_WHAT}: bad config ({e})") from e
 
-        def col(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
-            # A column that is missing, null or of another type is a corrupt blob, not a
-            # KeyError or a cast of nulls to garbage integers.
-            if name not in table.column_names:
-                raise ValueError(f"corrupt {_WHAT}: no column {name!r}")
-            column = table.column(name)
-            if column.null_count or (dtype is object) != pa.types.is_string(column.type):
-                raise ValueError(f"corrupt {_WHAT}: column {name!r} of type {column.type}")
-            try:
-                return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
-            except (TypeError, ValueError, pa.ArrowException) as e:
-                raise ValueError(f"corrupt {_WHAT}: column {name!r}: {e}") from e
+        col = unpacked.column
 
         users, events = tables[:2]
         out.users = {

@@ -417,7 +417,6 @@ class UserStore:
     @classmethod
     def from_bytes(cls, blob: bytes) -> UserStore:
         """Inverse of :meth:`to_bytes`; ValueError on anything else (a clear message)."""
-        import pyarrow as pa
 
         unpacked = framing.unpack(blob, _MAGIC, what=_WHAT)
         header = unpacked.header
@@ -435,18 +434,7 @@ class UserStore:
         except (TypeError, KeyError, ValueError) as e:
             raise ValueError(f"corrupt {_WHAT}: bad config ({e})") from e
 
-        def col(table: pa.Table, name: str, dtype: Any) -> np.ndarray:
-            # A column that is missing, null or of another type is a corrupt snapshot, not a
-            # KeyError or a cast of nulls to garbage integers.
-            if name not in table.column_names:
-                raise ValueError(f"corrupt {_WHAT}: no column {name!r}")
-            column = table.column(name)
-            if column.null_count or (dtype is object) != pa.types.is_string(column.type):
-                raise ValueError(f"corrupt {_WHAT}: column {name!r} of type {column.type}")
-            try:
-                return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
-            except (TypeError, ValueError, pa.ArrowException) as e:
-                raise ValueError(f"corrupt {_WHAT}: column {name!r}: {e}") from e
+        col = unpacked.column
 
         users = tables["users"]
         n = users.num_rows
